@@ -1,0 +1,103 @@
+"""ESD normalisation and the Marchenko-Pastur law against float64 references."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+from spectral import esd as esd_lib
+from spectral import marchenko_pastur as mp
+
+
+@pytest.mark.parametrize("shape", [(30, 70), (70, 30), (40, 40)])
+def test_reference_esd_matches_numpy_gram_convention(shape):
+  w = np.random.default_rng(1).normal(size=shape)
+  n = max(shape)
+  gram = w.T @ w if shape[0] > shape[1] else w @ w.T
+  expected = np.linalg.eigvalsh(gram / n)
+  np.testing.assert_allclose(esd_lib.esd_reference(w), expected, rtol=1e-12, atol=1e-12)
+  # Singular values of W / sqrt(N) are the square roots.
+  s = np.linalg.svd(w / np.sqrt(n), compute_uv=False)
+  np.testing.assert_allclose(np.sort(s**2), esd_lib.esd_reference(w), rtol=1e-10, atol=1e-12)
+
+
+def test_accelerated_esd_bounded_against_float64_reference_and_batched():
+  rng = np.random.default_rng(2)
+  ws = rng.normal(size=(3, 64, 160)).astype(np.float32)
+  got = np.asarray(esd_lib.esd(ws))
+  assert got.shape == (3, 64)
+  for i in range(3):
+    ref = esd_lib.esd_reference(ws[i])
+    # float32 Gram + eigvalsh: relative error ~ 1e-6 of the spectral norm.
+    assert np.max(np.abs(got[i] - ref)) < 1e-5 * ref.max()
+
+
+def test_bf16_is_upcast():
+  w = jnp.asarray(np.random.default_rng(3).normal(size=(16, 32)), dtype=jnp.bfloat16)
+  got = esd_lib.esd(w)
+  assert got.dtype == jnp.float32
+  ref = esd_lib.esd_reference(np.asarray(w.astype(jnp.float32)))
+  np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.ones(5), "rank 1"),
+        (np.ones((2, 3, 4)), "rank 3"),
+        (np.ones((1, 8)), "both dimensions"),
+        (np.zeros((0, 8)), "both dimensions"),
+        (np.zeros((4, 8)), "all zeros"),
+        (np.ones((4, 8), dtype=np.int32), "floating"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN or Inf"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN or Inf"),
+    ],
+)
+def test_bad_matrices_get_named_errors(bad, match):
+  with pytest.raises(ValueError, match=match):
+    esd_lib.esd_reference(bad)
+
+
+@pytest.mark.parametrize("q", [0.1, 0.5, 1.0])
+def test_mp_density_integrates_to_one_with_stated_moments(q):
+  sigma2 = 1.7
+  lo, hi = mp.mp_edges(q, sigma2)
+  pdf = lambda t: mp.mp_pdf(t, q, sigma2)
+  mass = integrate.quad(pdf, lo, hi, limit=200)[0]
+  m1 = integrate.quad(lambda t: t * pdf(t), lo, hi, limit=200)[0]
+  m2 = integrate.quad(lambda t: t * t * pdf(t), lo, hi, limit=200)[0]
+  np.testing.assert_allclose([mass, m1, m2], [1.0, sigma2, sigma2**2 * (1 + q)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("q", [0.1, 0.3, 1.0])
+def test_mp_cdf_matches_quadrature_and_quantile_inverts_it(q):
+  lo, hi = mp.mp_edges(q, 0.8)
+  xs = np.linspace(lo, hi, 9)
+  exact = [integrate.quad(lambda t: mp.mp_pdf(t, q, 0.8), lo, x, limit=400)[0] for x in xs]
+  np.testing.assert_allclose(mp.mp_cdf(xs, q, 0.8), exact, atol=1e-7)
+  ps = np.array([0.01, 0.25, 0.5, 0.9, 0.999])
+  np.testing.assert_allclose(mp.mp_cdf(mp.mp_quantile(ps, q, 0.8), q, 0.8), ps, atol=1e-12)
+
+
+def test_robust_sigma2_recovers_variance_with_planted_spikes():
+  rng = np.random.default_rng(4)
+  m, n, sigma = 1000, 4000, 1.3
+  w = sigma * rng.normal(size=(m, n))
+  u = np.linalg.qr(rng.normal(size=(m, 5)))[0]
+  v = np.linalg.qr(rng.normal(size=(n, 5)))[0]
+  w += (u * (sigma * np.sqrt(n) * np.array([3.0, 4.0, 5.0, 6.0, 8.0]))) @ v.T
+  ev = esd_lib.esd_reference(w)
+  fit = mp.fit_mp_sigma2(ev, m / n)
+  assert abs(fit / sigma**2 - 1) < 0.01
+  # The mean (trace) estimator is biased upward by the spikes: the median estimator must beat it.
+  assert abs(ev.mean() / sigma**2 - 1) > abs(fit / sigma**2 - 1)
+
+
+def test_pure_noise_ks_distance_within_rigidity_bound():
+  rng = np.random.default_rng(5)
+  m, n = 400, 1000
+  ev = esd_lib.esd_reference(rng.normal(size=(m, n)))
+  ks = mp.mp_ks_distance(ev, m / n, 1.0)
+  assert ks * m < 6.0
+  # A wrong variance is far away: the distance can fail.
+  assert mp.mp_ks_distance(ev, m / n, 1.3) * m > 20
