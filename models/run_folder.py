@@ -1,0 +1,127 @@
+"""Run folders: the only interface between training and everything that reads results.
+
+Layout of ``runs/<name>/`` (format version ``FORMAT_VERSION``)::
+
+  config.json          the full RunConfig (``RunConfig.to_dict()``)
+  run.json             format version, package/JAX versions, device kind, resolved ensemble strategy, members
+                       (index, regime, noise p, seed index), and per weight matrix its shape and stated init variance
+  metrics.csv          tidy scalars: one row per (step, member, layer, metric); layer is "" for whole-model metrics
+  spectra/step_NNNNNN.npz   per snapshot step, name -> (members, M) float32 ESD eigenvalues (ascending)
+  DONE                 written last; a folder without it is unfinished
+
+Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file behind.
+Readers call ``load_run``, which checks the format version and says clearly when it cannot read a folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import pathlib
+from typing import Any, Iterable
+
+import numpy as np
+
+FORMAT_VERSION = 1
+METRIC_COLUMNS = ("step", "member", "layer", "metric", "value")
+
+
+class RunFormatError(ValueError):
+  """A folder that is not a run folder of a format this version of the lab can read."""
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
+  atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_spectra(run_dir: pathlib.Path, step: int, spectra: dict[str, np.ndarray]) -> pathlib.Path:
+  """Store one snapshot: name -> (members, M) eigenvalues."""
+  buf = io.BytesIO()
+  np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in spectra.items()})
+  path = run_dir / "spectra" / f"step_{step:06d}.npz"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  atomic_write_bytes(path, buf.getvalue())
+  return path
+
+
+def append_metrics(run_dir: pathlib.Path, rows: Iterable[tuple]) -> None:
+  """Append tidy rows (step, member, layer, metric, value) to metrics.csv (header written on creation)."""
+  path = run_dir / "metrics.csv"
+  new = not path.exists()
+  with path.open("a", newline="") as f:
+    w = csv.writer(f)
+    if new:
+      w.writerow(METRIC_COLUMNS)
+    for step, member, layer, metric, value in rows:
+      w.writerow((int(step), int(member), layer, metric, repr(float(value))))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A finished run folder, read back."""
+
+  path: pathlib.Path
+  config: dict[str, Any]
+  info: dict[str, Any]
+  metrics: list[dict[str, Any]]
+  spectra: dict[int, dict[str, np.ndarray]]
+
+  @property
+  def name(self) -> str:
+    return self.path.name
+
+  @property
+  def members(self) -> list[dict[str, Any]]:
+    return self.info["members"]
+
+  def metric(self, metric: str, member: int, layer: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one scalar metric of one member, sorted by step."""
+    rows = sorted((r["step"], r["value"]) for r in self.metrics
+                  if r["metric"] == metric and r["member"] == member and r["layer"] == layer)
+    if not rows:
+      raise KeyError(f"metric {metric!r} (member {member}, layer {layer!r}) not found in run {self.name}")
+    steps, values = zip(*rows)
+    return np.asarray(steps), np.asarray(values)
+
+
+def read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
+  with path.open(newline="") as f:
+    reader = csv.DictReader(f)
+    if tuple(reader.fieldnames or ()) != METRIC_COLUMNS:
+      raise RunFormatError(f"{path}: expected columns {METRIC_COLUMNS}, got {reader.fieldnames}")
+    return [dict(step=int(r["step"]), member=int(r["member"]), layer=r["layer"], metric=r["metric"],
+                 value=float(r["value"])) for r in reader]
+
+
+def load_run(path: str | pathlib.Path, *, require_done: bool = True) -> Run:
+  """Read a run folder, checking its format version. Raises ``RunFormatError`` with the reason otherwise."""
+  path = pathlib.Path(path)
+  info_path = path / "run.json"
+  if not info_path.exists():
+    raise RunFormatError(f"{path}: not a run folder (no run.json)")
+  info = json.loads(info_path.read_text())
+  version = info.get("format_version")
+  if version != FORMAT_VERSION:
+    raise RunFormatError(f"{path}: run folder format version {version!r}, but this lab reads version "
+                         f"{FORMAT_VERSION}; rerun the experiment or use the lab version that wrote it "
+                         f"({info.get('package_version', 'unknown')})")
+  if require_done and not (path / "DONE").exists():
+    raise RunFormatError(f"{path}: run is unfinished (no DONE marker); resume it or pass require_done=False")
+  config = json.loads((path / "config.json").read_text())
+  metrics = read_metrics(path / "metrics.csv") if (path / "metrics.csv").exists() else []
+  spectra = {}
+  for f in sorted((path / "spectra").glob("step_*.npz")):
+    with np.load(f) as z:
+      spectra[int(f.stem.split("_")[1])] = {k: z[k] for k in z.files}
+  return Run(path=path, config=config, info=info, metrics=metrics, spectra=spectra)
