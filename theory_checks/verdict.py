@@ -37,6 +37,8 @@ class Verdict:
     measured / predicted: the headline numbers, side by side.
     details: per-item measurements (e.g. one row per matrix).
     run: the run folder(s) the measurement read.
+    series: raw arrays a figure draws (name -> list), e.g. scaled maxima for a Tracy-Widom histogram, so figures
+      read stored check results and never rerun a measurement.
   """
 
   check: str
@@ -48,6 +50,7 @@ class Verdict:
   predicted: dict[str, Any]
   details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   run: str = ""
+  series: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.status not in (PASS, FAIL, INCONCLUSIVE):
