@@ -44,7 +44,7 @@ def format_table(rows) -> str:
   head = ["name", "shape", "status", *_SHOWN]
   body = [[r["name"], "x".join(map(str, r["shape"])), r["status"], *(_fmt(r[k]) for k in _SHOWN)] for r in rows]
   widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-  widths[2] = min(widths[2], 40)
+  widths[2] = min(widths[2], 80)
   line = lambda cells: "  ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths))
   return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
