@@ -78,16 +78,15 @@ def append_metrics(run_dir: pathlib.Path, rows: Iterable[tuple]) -> None:
 
 
 def _complete_rows(path: pathlib.Path) -> tuple[str, list[tuple[int, str]]]:
-  """Header and (step, line) of every complete data line of metrics.csv (a line cut by a kill is dropped)."""
-  text = path.read_text()
-  lines = text.split("\n")
-  header, body = lines[0], lines[1:-1]  # the last element is "" after a final newline, or a cut line
+  """Header and (step, line) of every complete data line of metrics.csv, verbatim with its line ending (a line cut
+  by a kill has no ending and is dropped)."""
+  lines = path.read_bytes().decode().splitlines(keepends=True)
   out = []
-  for line in body:
-    fields = next(csv.reader([line]))
-    if len(fields) == len(METRIC_COLUMNS):
+  for line in lines[1:]:
+    fields = next(csv.reader([line]), [])
+    if line.endswith("\n") and len(fields) == len(METRIC_COLUMNS):
       out.append((int(fields[0]), line))
-  return header, out
+  return lines[0], out
 
 
 def truncate_after(run_dir: pathlib.Path, step: int) -> None:
@@ -95,8 +94,7 @@ def truncate_after(run_dir: pathlib.Path, step: int) -> None:
   path = run_dir / "metrics.csv"
   if path.exists():
     header, rows = _complete_rows(path)
-    kept = [line for s, line in rows if s < step]
-    atomic_write_bytes(path, ("\n".join([header, *kept]) + "\n").encode())
+    atomic_write_bytes(path, "".join([header, *(line for s, line in rows if s < step)]).encode())
   for f in (run_dir / "spectra").glob("step_*.npz"):
     if int(f.stem.split("_")[1]) >= step:
       f.unlink()
