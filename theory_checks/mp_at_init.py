@@ -60,11 +60,11 @@ def check_run(run: Run, *, level: float = 0.01, family_level: float = 0.01, null
   for name, ev_members in sorted(run.spectra[0].items()):
     meta = run.info["matrices"][name]
     shape = tuple(meta["shape"])
-    sigma2 = meta["init_variance"] * variance_factor
     if shape not in critical:
       critical[shape] = null_ks_critical_value(shape, level, null_draws)
     m, q = min(shape), aspect_ratio(shape)
     for member, ev in enumerate(ev_members):
+      sigma2 = run.init_variance(name, member) * variance_factor
       stat = m * mp_ks_distance(ev, q, sigma2)
       details.append(dict(matrix=name, member=member, shape=list(shape), sigma2=sigma2, m_times_ks=stat,
                           critical=critical[shape], exceeds=bool(stat > critical[shape])))
