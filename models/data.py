@@ -360,7 +360,7 @@ def _text_task(cfg: DataConfig) -> Task:
 
   @functools.cache
   def lzma_bits() -> float:
-    return 8.0 * len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)) / len(train_np)
+    return 8.0 * len(lzma.compress(raw, preset=6)) / len(train_np)
 
   return Task(cfg, sample, lambda p: (noisy_bound(lzma_bits(), p, cfg.vocab_size), False),
               info=dict(corpus_tokens=int(len(ids)), train_tokens=int(cut), alphabet_size=len(alphabet or []) or 256))
