@@ -124,6 +124,14 @@ def as_float_array(x, name: str) -> np.ndarray:
     raise VerdictFormatError(f"series {name!r}: expected numbers, got {str(x)[:80]}") from e
 
 
+def detail(verdict: dict[str, Any], key: str, default=None):
+  """The first value of ``key`` in the verdict's ``details`` rows (e.g. ``shape`` or ``q``), else ``default``."""
+  for row in verdict.get("details") or []:
+    if isinstance(row, dict) and key in row:
+      return row[key]
+  return default
+
+
 def check_provenance(verdict: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
   """(runs, config) for ``style.save_figure``: the verdict's run folder and the whole verdict as the hashed config,
   so the config hash identifies the exact stored result the figure was drawn from."""

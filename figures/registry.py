@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-FIGURE_MODULES = ("esd_by_regime", "esd_tail")
+FIGURE_MODULES = ("esd_by_regime", "esd_tail", "metrics_evolution", "meso_curve", "spacing_ratios", "tw_histogram",
+                  "bbp_transition", "jacobian_spectra", "hessian_spectrum")
 
 
 def figure_names() -> list[str]:

@@ -123,11 +123,15 @@ def text_overlaps(fig) -> list[str]:
     except RuntimeError:
       continue
     if bb.width > 0 and bb.height > 0:
-      boxes.append((name, t.get_text(), bb.shrunk(0.97, 0.9)))
+      boxes.append((name, t.get_text(), bb.shrunk(1.0, 0.9)))
   legends = [("figlegend", lg.get_window_extent(renderer)) for lg in fig.legends]
   legends += [(f"axes{i}.legend", ax.get_legend().get_window_extent(renderer)) for i, ax in enumerate(fig.axes)
               if ax.get_legend() is not None]
   out = []
+  frame = fig.bbox
+  for n, t, b in boxes + [(ln, "legend", lb) for ln, lb in legends]:
+    if b.x0 < frame.x0 - 1 or b.y0 < frame.y0 - 1 or b.x1 > frame.x1 + 1 or b.y1 > frame.y1 + 1:
+      out.append(f"{n} {t!r} is cut off by the figure edge")
   for i in range(len(boxes)):
     for j in range(i + 1, len(boxes)):
       (n1, t1, b1), (n2, t2, b2) = boxes[i], boxes[j]

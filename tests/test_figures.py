@@ -12,7 +12,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from figures import esd_by_regime, esd_tail, inputs, style
+import figure_fixtures
+from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
+                     metrics_evolution, registry, spacing_ratios, style, tw_histogram)
 from figures.__main__ import main as figures_main
 from lab.main_job import tiny_config
 from models import run_folder
@@ -72,6 +74,82 @@ def test_esd_tail(tiny_run, tmp_path):
   assert r["ccdf"][0] == 1.0 and r["alpha"] > 1 and r["xmin"] in r["x"]
 
 
+def test_metrics_evolution(tiny_run, tmp_path):
+  _, run = tiny_run
+  side = check_outputs(metrics_evolution.make_figure(run, tmp_path), 3, [run.name])
+  (matrix, regs), = side["plotted"]["matrices"].items()
+  assert side["plotted"]["steps"] == sorted(run.spectra)
+  from spectral.metrics import batch_metrics
+  r = regs["meso"]
+  rows = batch_metrics(run.spectra[5][matrix][r["members"]].astype(np.float64), run.info["matrices"][matrix]["shape"])
+  assert [row["n_outliers"] for row in rows] == [v[1] for v in r["n_outliers"]]
+  np.testing.assert_allclose([row["alpha"] for row in rows], [v[1] for v in r["alpha"]])
+
+
+def test_meso_curve_with_natural_text_run(tiny_run, tmp_path):
+  runs_dir, run = tiny_run
+  side = check_outputs(meso_curve.make_figure([run], tmp_path, columns=1), 8, [run.name])
+  for p in side["plotted"]["points"]:
+    m = run.members[p["member"]]
+    assert p["entropy_rate_bits"] == m["entropy_rate_bits"] and p["noise_p"] == m["noise_p"]
+    assert p["test_loss_bits"] == pytest.approx(run.metric("test_loss", p["member"])[1][-1] / np.log(2))
+  # A run whose regime is natural text has no p: it joins the entropy axis (a copy of the tiny run, relabelled).
+  import shutil
+  runs2 = tmp_path / "runs2"
+  shutil.copytree(runs_dir / "tiny_fig", runs2 / inputs.DEFAULT_RUN)
+  nat = runs2 / "natural_copy"
+  shutil.copytree(runs_dir / "tiny_fig", nat)
+  info = json.loads((nat / "run.json").read_text())
+  for m in info["members"]:
+    m["regime"], m["noise_p"] = "natural", None
+  (nat / "run.json").write_text(json.dumps(info))
+  both = meso_curve.default_runs(runs2)
+  assert [r.name for r in both] == [inputs.DEFAULT_RUN, "natural_copy"]
+  side = check_outputs(meso_curve.make_figure(both, tmp_path / "nat"), 8, [inputs.DEFAULT_RUN, "natural_copy"])
+  assert any(r["natural"] for r in side["plotted"]["regimes"].values())
+
+
+def test_spacing_ratios(tiny_run, tmp_path):
+  _, run = tiny_run
+  side = check_outputs(spacing_ratios.make_figure(run, tmp_path), 4, [run.name])
+  panels = side["plotted"]["panels"]
+  assert list(panels)[0].startswith("init") and panels["noise"]["step"] == 20
+  assert all(0 <= r <= 1 for r in panels["noise"]["ratios"])
+  from scipy import integrate
+  assert integrate.quad(spacing_ratios.goe_surmise, 0, 1)[0] == pytest.approx(1.0, abs=1e-9)
+  assert integrate.quad(lambda r: r * spacing_ratios.goe_surmise(r), 0, 1)[0] == pytest.approx(0.5359, abs=1e-3)
+  assert integrate.quad(spacing_ratios.poisson_ratio, 0, 1)[0] == pytest.approx(1.0)
+
+
+CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2)]
+
+
+@pytest.mark.parametrize("module,n_panels", CHECK_FIGURES, ids=[m.NAME for m, _ in CHECK_FIGURES])
+def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
+  verdicts = figure_fixtures.write_verdicts(tmp_path / "checks")
+  verdict = inputs.load_verdict(tmp_path / "checks", module.CHECK)
+  side = check_outputs(module.make_figure(verdict, tmp_path / "out"), n_panels, [f"checks/{module.CHECK}"])
+  plotted, series = side["plotted"], verdicts[module.CHECK]["series"]
+  for key, names in module.SERIES.items():  # every series the figure draws is the stored one, unchanged
+    stored = next((series[n] for n in names if n in series), None)
+    drawn = next((plotted[n] for n in names if n in plotted), None)
+    if stored is not None and drawn is not None:
+      np.testing.assert_allclose(np.ravel(drawn) if key != "ritz" else np.sort(drawn), np.ravel(stored)
+                                 if key != "ritz" else np.sort(stored))
+  if module is jacobian_spectra:
+    for panel, s2 in zip(plotted["panels"], series["gaussian_sq_singular_values"]):
+      np.testing.assert_allclose(panel["sq_singular_values"], np.asarray(s2)[np.asarray(s2) > 0])
+  if module is tw_histogram:
+    np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
+
+
+def test_missing_series_names_the_check(tmp_path):
+  v = figure_fixtures.bbp_verdict()
+  del v["series"]["s1_mean"]
+  with pytest.raises(inputs.MissingInput, match="python -m theory_checks bbp --quick"):
+    bbp_transition.make_figure(inputs.parse_verdict(v), tmp_path)
+
+
 def test_regime_colours_are_fixed():
   assert style.regime_colour("noise") == style.regime_colour("p1", 3, 1.0) == "#D55E00"
   assert style.regime_colour("structured") == style.regime_colour("x", 0, 0.0)
@@ -105,6 +183,9 @@ def test_cli_list_and_all(tiny_run, tmp_path, capsys):
   runs, run = tiny_run
   assert figures_main(["list"]) == 0
   listed = capsys.readouterr().out
-  assert "esd_by_regime" in listed and "esd_tail" in listed
-  code = figures_main(["esd_tail", "--runs", str(runs), "--out", str(tmp_path)])
-  assert code == 0 and (tmp_path / "esd_tail.png").exists()
+  assert all(n in listed for n in registry.figure_names())
+  figure_fixtures.write_verdicts(tmp_path / "checks")
+  code = figures_main(["all", "--runs", str(runs), "--checks", str(tmp_path / "checks"), "--out", str(tmp_path)])
+  assert code == 0
+  for n in registry.figure_names():
+    assert (tmp_path / f"{n}.png").exists() and (tmp_path / f"{n}.pdf").exists() and (tmp_path / f"{n}.json").exists()
