@@ -42,9 +42,8 @@ def _make_missing(err: inputs.MissingInput, args) -> None:
   cmd = list(err.command)
   if cmd[:4] == ["python", "-m", "lab", "main"] and "--tiny" not in cmd:
     cmd.append("--tiny")
-  cmd[0] = sys.executable
-  print(f"--make-missing: running {' '.join(cmd[1:]) if cmd[0] == sys.executable else ' '.join(cmd)}", flush=True)
-  subprocess.run(cmd, check=True)
+  print(f"--make-missing: running {' '.join(cmd)}", flush=True)
+  subprocess.run([sys.executable] + cmd[1:], check=True)
 
 
 def draw(name: str, args) -> tuple[list[pathlib.Path], str | None]:

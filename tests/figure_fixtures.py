@@ -47,8 +47,14 @@ def jacobian_verdict(seed=0, n=48, depths=(1, 2, 4)):
       o = np.linalg.qr(rng.normal(size=(n, n)))[0] @ o
     gauss.append((np.linalg.svd(j, compute_uv=False) ** 2).tolist())
     orth.append((np.linalg.svd(o, compute_uv=False) ** 2).tolist())
-  return _verdict("jacobian_spectra", dict(depths=list(depths), gaussian_sq_singular_values=gauss,
-                                           orthogonal_sq_singular_values=orth))
+  # The names theory_checks.jacobian_spectra writes: one series per depth; orthogonal deviation in details.
+  series = dict(depths=list(depths))
+  for depth, g in zip(depths, gauss):
+    series[f"linear_sq_sv_depth_{depth}"] = g
+    series[f"tanh_sq_sv_depth_{depth}"] = (np.asarray(g) ** 0.5).tolist()
+  details = [dict(part="orthogonal_isometry", depth=d, measured=float(np.max(np.abs(np.sqrt(o) - 1))))
+             for d, o in zip(depths, orth)]
+  return _verdict("jacobian_spectra", series, details=details)
 
 
 def hessian_verdict(seed=0, k=8, classes=3):

@@ -137,10 +137,22 @@ def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
       np.testing.assert_allclose(np.ravel(drawn) if key != "ritz" else np.sort(drawn), np.ravel(stored)
                                  if key != "ritz" else np.sort(stored))
   if module is jacobian_spectra:
-    for panel, s2 in zip(plotted["panels"], series["gaussian_sq_singular_values"]):
-      np.testing.assert_allclose(panel["sq_singular_values"], np.asarray(s2)[np.asarray(s2) > 0])
+    for panel, depth in zip(plotted["panels"], series["depths"]):
+      s2 = np.asarray(series[f"linear_sq_sv_depth_{depth}"])
+      np.testing.assert_allclose(panel["sq_singular_values"], s2[s2 > 0])
+      assert panel["orthogonal_max_deviation"] < 1e-6 and "tanh_hist" in panel
   if module is tw_histogram:
     np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
+
+
+def test_hessian_figure_from_dense_eigenvalues(tmp_path):
+  """The Hessian check may store the exact (dense) spectrum instead of an SLQ density."""
+  v = figure_fixtures.hessian_verdict()
+  for k in ("slq_grid", "slq_density", "steps", "top_eigenvalues", "outlier_count"):
+    del v["series"][k]
+  v["series"]["dense_eigenvalues"] = np.linspace(-0.01, 0.05, 50).tolist() + [8.9, 9.8, 10.5]
+  side = check_outputs(hessian_spectrum.make_figure(inputs.parse_verdict(v), tmp_path), 1, ["checks/hessian_outliers"])
+  assert side["plotted"]["density_source"] == "dense" and side["plotted"]["outlier_count"] == 3
 
 
 def test_missing_series_names_the_check(tmp_path):
