@@ -21,13 +21,18 @@ def _flat(state) -> dict[str, jax.Array]:
 
 
 class Checkpointer:
-  """Save and restore the training state of one run (synchronous saves: a returned ``save`` is on disk)."""
+  """Save and restore the training state of one run.
+
+  Saves are asynchronous: ``save`` returns once Orbax has copied the state off the device (so the training step may
+  donate its buffers right after) and the write continues in the background; the previous save is awaited first, and
+  ``restore``/``close`` wait for the last one. A checkpoint appears on disk only when complete.
+  """
 
   def __init__(self, run_dir: str | pathlib.Path, keep: int = 2):
     self.directory = pathlib.Path(run_dir).resolve() / "checkpoints"
     self.manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                             enable_async_checkpointing=False))
+                                                             enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -36,15 +41,17 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state) -> None:
-    self.manager.save(step, args=ocp.args.StandardSave(_flat(state)), force=True)
     self.manager.wait_until_finished()
+    self.manager.save(step, args=ocp.args.StandardSave(_flat(state)), force=True)
 
   def restore(self, step: int, template):
     """The state saved at ``step``, in the structure (and dtypes/shapes) of ``template``."""
+    self.manager.wait_until_finished()
     leaves, treedef = jax.tree_util.tree_flatten(template)
     abstract = {k: jax.ShapeDtypeStruct(np.shape(x), x.dtype) for k, x in _flat(template).items()}
     flat = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return jax.tree_util.tree_unflatten(treedef, [flat[f"leaf_{i:05d}"] for i in range(len(leaves))])
 
   def close(self) -> None:
+    self.manager.wait_until_finished()
     self.manager.close()
