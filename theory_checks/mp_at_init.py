@@ -1,4 +1,5 @@
-"""Check 1: at initialisation every weight matrix's ESD follows Marchenko-Pastur, bulk and edge, with its stated variance.
+"""Check 1: at initialisation every weight matrix's ESD follows Marchenko-Pastur (bulk and edge) with its stated
+variance.
 
 Prediction (Marchenko & Pastur 1967; THEORY.md sections 1-2): a matrix with iid N(0, sigma^2) entries, oriented
 ``N x M`` with ``q = M / N``, has the ESD of ``X = W^T W / N`` close to MP(q, sigma^2) with no parameter fitted:
