@@ -1,6 +1,9 @@
 """The lab's command line.
 
   python -m lab main [--config FILE] [--set key=value ...] [--runs DIR] [--tiny]
+  python -m lab sweep run SWEEP.toml [--out DIR] [--dry-run] [--retry-failed]
+  python -m lab sweep summarize DIR
+  python -m lab sweep status DIR
 """
 
 from __future__ import annotations
@@ -35,12 +38,44 @@ def main(argv=None) -> int:
   p_main.add_argument("--runs", default="runs", help="folder holding run folders (default: runs)")
   p_main.add_argument("--tiny", action="store_true", help="a seconds-long smoke-test size")
   p_main.add_argument("--no-progress", action="store_true")
+  p_sweep = sub.add_parser("sweep", help="batch runs: sweeps packed into vmapped ensembles, resumable")
+  sweep_sub = p_sweep.add_subparsers(dest="sweep_command", required=True)
+  p_run = sweep_sub.add_parser("run", help="run or resume a sweep")
+  p_run.add_argument("sweep_file")
+  p_run.add_argument("--out", default="runs/sweeps", help="parent folder of sweep folders (default runs/sweeps)")
+  p_run.add_argument("--dry-run", action="store_true", help="print the packing plan and memory estimate only")
+  p_run.add_argument("--retry-failed", action="store_true", help="rerun points recorded as failed")
+  p_run.add_argument("--no-progress", action="store_true")
+  for name, text in (("summarize", "write results.csv, the tidy table"), ("status", "count points per state")):
+    sweep_sub.add_parser(name, help=text).add_argument("folder")
   args = parser.parse_args(argv)
+  if args.command == "sweep":
+    return sweep_main(args)
   if args.command == "main":
     cfg = load_config(args.config) if args.config else (tiny_config() if args.tiny else default_config())
     if args.set:
       cfg = with_overrides(cfg, dict(args.set))
     run_main_job(cfg, args.runs, progress=not args.no_progress)
+  return 0
+
+
+def sweep_main(args) -> int:
+  from lab import sweep, sweep_spec
+
+  if args.sweep_command == "run":
+    spec = sweep_spec.load_sweep(args.sweep_file)
+    packs = sweep_spec.plan_packs(spec)
+    print(sweep.plan_summary(spec, packs))
+    if args.dry_run:
+      return 0
+    folder = sweep.run_sweep(spec, args.out, retry_failed=args.retry_failed, progress=not args.no_progress)
+    print(f"sweep folder: {folder}")
+    print(f"states: {sweep.status(folder).counts}")
+    print(f"results: {sweep.summarize(folder)}")
+  elif args.sweep_command == "summarize":
+    print(f"results: {sweep.summarize(args.folder)}")
+  else:
+    print(sweep.status(args.folder).counts)
   return 0
 
 

@@ -3,7 +3,8 @@
 Per regime: final training and held-out loss (mean +- sd over seeds, nats) beside the entropy floor
 (entropy rate x ln 2); per weight matrix and regime at the last snapshot: ``lambda_max / lambda_+`` (largest ESD
 eigenvalue over the MP bulk edge, sigma^2 fitted by the median method) and the number of eigenvalues beyond the edge,
-both averaged over seeds.
+both averaged over seeds, and the number of eigenvalues beyond the Tracy-Widom threshold at a 1% false-alarm level
+(``spectral.tracy_widom.count_outliers``: Johnstone-Ma centring and scaling, widened for the estimated sigma^2).
 """
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ import numpy as np
 from models.run_folder import Run
 from spectral.esd import aspect_ratio
 from spectral.marchenko_pastur import fit_mp_sigma2, mp_edges
+from spectral.tracy_widom import count_outliers
+
+TW_LEVEL = 0.01
 
 
 def spectral_summary(run: Run, step: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
-  """matrix -> regime -> {"max_over_edge", "n_beyond_edge"} (means over the regime's members)."""
+  """matrix -> regime -> {"max_over_edge", "n_beyond_edge", "n_outliers_tw"} (means over the regime's members)."""
   step = max(run.spectra) if step is None else step
   out: dict[str, dict[str, dict[str, list]]] = {}
   for name, ev_members in sorted(run.spectra[step].items()):
-    q = aspect_ratio(run.info["matrices"][name]["shape"])
+    shape = tuple(run.info["matrices"][name]["shape"])
+    q = aspect_ratio(shape)
     for m in run.members:
       ev = ev_members[m["index"]].astype(np.float64)
       edge = mp_edges(q, fit_mp_sigma2(ev, q))[1]
-      cell = out.setdefault(name, {}).setdefault(m["regime"], {"max_over_edge": [], "n_beyond_edge": []})
+      cell = out.setdefault(name, {}).setdefault(m["regime"], {"max_over_edge": [], "n_beyond_edge": [],
+                                                               "n_outliers_tw": []})
       cell["max_over_edge"].append(ev.max() / edge)
       cell["n_beyond_edge"].append(float(np.sum(ev > edge)))
+      cell["n_outliers_tw"].append(float(count_outliers(ev, shape, level=TW_LEVEL)))
   return {n: {r: {k: float(np.mean(v)) for k, v in c.items()} for r, c in regs.items()} for n, regs in out.items()}
 
 
@@ -55,9 +62,11 @@ def format_summary(run: Run) -> str:
   for r, s in losses.items():
     lines.append(r.ljust(12) + f"{s['train_mean']:.4f} +- {s['train_sd']:.4f}".rjust(18)
                  + f"{s['test_mean']:.4f} +- {s['test_sd']:.4f}".rjust(18) + f"{s['floor']:.4f}".rjust(16))
-  lines += ["", "lambda_max / MP edge, and #eigenvalues beyond the edge (mean over seeds)",
-            "matrix".ljust(w) + "".join(r.rjust(18) for r in regimes)]
+  lines += ["", "lambda_max / MP edge  |  #eigenvalues beyond the edge  |  #outliers beyond the Tracy-Widom "
+            f"threshold at {TW_LEVEL:.0%} (means over seeds)",
+            "matrix".ljust(w) + "".join(r.rjust(22) for r in regimes)]
   for name, regs in spectra.items():
     lines.append(name.ljust(w) + "".join(
-        f"{regs[r]['max_over_edge']:.2f} / {regs[r]['n_beyond_edge']:.1f}".rjust(18) for r in regimes))
+        f"{regs[r]['max_over_edge']:.2f} | {regs[r]['n_beyond_edge']:.1f} | {regs[r]['n_outliers_tw']:.1f}".rjust(22)
+        for r in regimes))
   return "\n".join(lines)

@@ -4,10 +4,16 @@ Layout of ``runs/<name>/`` (format version ``FORMAT_VERSION``)::
 
   config.json          the full RunConfig (``RunConfig.to_dict()``)
   run.json             format version, package/JAX versions, device kind, resolved ensemble strategy, members
-                       (index, regime, noise p, seed index), and per weight matrix its shape and stated init variance
-  metrics.csv          tidy scalars: one row per (step, member, layer, metric); layer is "" for whole-model metrics
+                       (index, regime, noise p, seed index, learning rate, weight decay, init scale, entropy rate in
+                       bits/token and whether it is exact), per weight matrix its shape and stated init variance (at
+                       ``model.init_scale``; member ``i``'s is ``Run.init_variance(name, i)``), the init scheme
+  metrics.csv          tidy scalars: one row per (step, member, layer, metric); layer is "" for whole-model metrics.
+                       Metrics: train_loss, train_accuracy, grad_norm and weight_norm (per matrix, Frobenius), every
+                       ``train.log_every`` steps; test_loss, test_accuracy, frobenius_norm_sq_over_n at snapshots;
+                       diverged (1.0) and diverged_at_step when a member froze
   spectra/step_NNNNNN.npz   per snapshot step, name -> (members, M) float32 ESD eigenvalues (ascending)
-  DONE                 written last; a folder without it is unfinished
+  checkpoints/<step>/  Orbax checkpoints of the training state (``models.checkpoint``), the latest few kept
+  DONE                 written last; a folder without it is unfinished (resumable from its last checkpoint)
 
 Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file behind.
 Readers call ``load_run``, which checks the format version and says clearly when it cannot read a folder.
@@ -43,6 +49,10 @@ def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
   atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def read_json(path: pathlib.Path) -> Any:
+  return json.loads(pathlib.Path(path).read_text())
+
+
 def write_spectra(run_dir: pathlib.Path, step: int, spectra: dict[str, np.ndarray]) -> pathlib.Path:
   """Store one snapshot: name -> (members, M) eigenvalues."""
   buf = io.BytesIO()
@@ -67,6 +77,34 @@ def append_metrics(run_dir: pathlib.Path, rows: Iterable[tuple]) -> None:
     os.fsync(f.fileno())
 
 
+def _complete_rows(path: pathlib.Path) -> tuple[str, list[tuple[int, str]]]:
+  """Header and (step, line) of every complete data line of metrics.csv, verbatim with its line ending (a line cut
+  by a kill has no ending and is dropped)."""
+  lines = path.read_bytes().decode().splitlines(keepends=True)
+  out = []
+  for line in lines[1:]:
+    fields = next(csv.reader([line]), [])
+    if line.endswith("\n") and len(fields) == len(METRIC_COLUMNS):
+      out.append((int(fields[0]), line))
+  return lines[0], out
+
+
+def truncate_after(run_dir: pathlib.Path, step: int) -> None:
+  """Drop metric rows and spectra of steps ``>= step`` (they are recomputed when a run resumes from ``step``)."""
+  path = run_dir / "metrics.csv"
+  if path.exists():
+    header, rows = _complete_rows(path)
+    atomic_write_bytes(path, "".join([header, *(line for s, line in rows if s < step)]).encode())
+  for f in (run_dir / "spectra").glob("step_*.npz"):
+    if int(f.stem.split("_")[1]) >= step:
+      f.unlink()
+
+
+def read_metrics_if_any(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+  path = run_dir / "metrics.csv"
+  return read_metrics(path) if path.exists() else []
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   """A finished run folder, read back."""
@@ -84,6 +122,13 @@ class Run:
   @property
   def members(self) -> list[dict[str, Any]]:
     return self.info["members"]
+
+  def init_variance(self, matrix: str, member: int) -> float:
+    """Stated initial entry variance of ``matrix`` for ``member`` (its own init scale, when members differ)."""
+    base = self.info["matrices"][matrix]["init_variance"]
+    scale = self.info["members"][member].get("init_scale")
+    model_scale = self.config.get("model", {}).get("init_scale", 1.0)
+    return base if scale is None else base * (scale / model_scale) ** 2
 
   def metric(self, metric: str, member: int, layer: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one scalar metric of one member, sorted by step."""

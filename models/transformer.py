@@ -1,12 +1,22 @@
 """A small decoder-only transformer in Flax NNX, with stated initial variances.
 
-Pre-LayerNorm blocks ``x + Attn(LN(x))`` then ``x + MLP(LN(x))``, learned positional embeddings, untied unembedding.
-Initialisation (recorded in the run config through ``ModelConfig.init_scale``): every kernel has iid N(0, s^2 / fan_in)
-entries with ``s = init_scale`` and ``fan_in`` the number of input features (``d_model`` for query/key/value/MLP-in and
-the unembedding, ``heads * head_dim`` for the attention output, ``mlp_ratio * d_model`` for MLP-out); token and
-position embeddings have N(0, s^2 / d_model); biases and LayerNorm offsets 0, LayerNorm scales 1. So at
-initialisation each weight matrix is an iid Gaussian matrix whose ESD should follow Marchenko-Pastur with
-``sigma^2 = init_variance(name)``.
+Blocks (``ModelConfig.norm``): pre-LayerNorm ``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` with a final LayerNorm
+(default); post-LayerNorm ``LN(x + Attn(x))``, ``LN(x + MLP(x))``; or no normalisation ``x + Attn(x)``,
+``x + MLP(x)``. ``ModelConfig.block`` drops the MLP (``attn_only``) or the attention (``mlp_only``). Learned
+positional embeddings; the unembedding is a separate matrix or, with ``tie_embeddings``, the token embedding's
+transpose.
+
+Initialisation (recorded in the run config; ``s = init_scale``; ``fan_in`` the number of input features:
+``d_model`` for query/key/value/MLP-in/unembedding and the embeddings, ``heads * head_dim = d_model`` for the
+attention output, ``mlp_ratio * d_model`` for MLP-out). Every weight matrix has entry variance ``s^2 / fan_in``
+(``init_variance``):
+- ``gaussian``: iid N(0, s^2 / fan_in), so its ESD follows Marchenko-Pastur with ``sigma^2 = init_variance``;
+- ``orthogonal``: ``s sqrt(N / fan_in) Q`` with ``Q`` Haar-distributed with orthonormal columns (or rows) on the
+  fused ``N x M`` matrix (the attention kernels are orthogonalised in their fused ``(d, heads*head_dim)`` form); all
+  ``M`` ESD eigenvalues equal ``s^2 / fan_in`` (a point mass, not MP);
+- ``flax_default``: Flax's LeCun truncated normal for kernels and normal for embeddings (both variance
+  ``1 / fan_in``), multiplied by ``s``.
+Biases and LayerNorm offsets 0, LayerNorm scales 1.
 
 Shapes use suffixes: B batch, L sequence, D d_model, V vocabulary.
 """
@@ -20,7 +30,8 @@ from flax import nnx
 
 from models.config import ModelConfig
 
-_ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "tanh": jnp.tanh, "linear": lambda x: x}
+ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "tanh": jnp.tanh, "linear": lambda x: x}
+_ACTIVATIONS = ACTIVATIONS  # the skeleton's name
 
 
 def normal_fan_in(fan_in: int, scale: float):
@@ -33,37 +44,83 @@ def normal_fan_in(fan_in: int, scale: float):
   return init
 
 
+def orthogonal_fan_in(fan_in: int, scale: float, fuse: str = "last"):
+  """Initializer: a Haar orthogonal matrix scaled to entry variance ``scale^2 / fan_in``.
+
+  The kernel is viewed as a matrix ``(shape[0], prod(shape[1:]))`` (``fuse="last"``) or ``(prod(shape[:-1]),
+  shape[-1])`` (``fuse="first"``); with ``N >= M`` its sides, ``Q`` (N x M) has orthonormal columns (QR of a Gaussian
+  with the signs of R's diagonal fixed, which makes it Haar) and the result is ``scale sqrt(N / fan_in) Q``.
+  """
+
+  def init(key, shape, dtype=jnp.float32):
+    rows = shape[0] if fuse == "last" else int(np.prod(shape[:-1]))
+    cols = int(np.prod(shape)) // rows
+    n, m = max(rows, cols), min(rows, cols)
+    q, r = jnp.linalg.qr(jax.random.normal(key, (n, m), jnp.float32))
+    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    mat = q if rows >= cols else q.T
+    return (scale * np.sqrt(n / fan_in) * mat).reshape(shape).astype(dtype)
+
+  return init
+
+
+def kernel_init(cfg: ModelConfig, fan_in: int, fuse: str = "last", embedding: bool = False):
+  s = cfg.init_scale
+  if cfg.init == "gaussian":
+    return normal_fan_in(fan_in, s)
+  if cfg.init == "orthogonal":
+    return orthogonal_fan_in(fan_in, s, fuse)
+  # Flax's defaults: LeCun truncated normal for kernels, N(0, 1 / features) for embeddings.
+  base = normal_fan_in(fan_in, 1.0) if embedding else nnx.initializers.lecun_normal()
+  return lambda key, shape, dtype=jnp.float32: s * base(key, shape, dtype)
+
+
 class Block(nnx.Module):
-  """One pre-LayerNorm transformer block with causal multi-head attention and an MLP."""
+  """One transformer block: causal multi-head attention and/or an MLP, with pre/post/no LayerNorm."""
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    d, s = cfg.d_model, cfg.init_scale
+    d = cfg.d_model
     hidden = cfg.mlp_ratio * d
-    self.ln_attn = nnx.LayerNorm(d, rngs=rngs)
-    self.attn = nnx.MultiHeadAttention(
-        num_heads=cfg.num_heads, in_features=d, qkv_features=d, out_features=d, decode=False, keep_rngs=False,
-        kernel_init=normal_fan_in(d, s), out_kernel_init=normal_fan_in(d, s), rngs=rngs)
-    self.ln_mlp = nnx.LayerNorm(d, rngs=rngs)
-    self.mlp_in = nnx.Linear(d, hidden, kernel_init=normal_fan_in(d, s), rngs=rngs)
-    self.mlp_out = nnx.Linear(hidden, d, kernel_init=normal_fan_in(hidden, s), rngs=rngs)
-    self.activation = cfg.activation
+    self.norm, self.activation = cfg.norm, cfg.activation
+    self.has_attn, self.has_mlp = cfg.block != "mlp_only", cfg.block != "attn_only"
+    if self.has_attn:
+      self.ln_attn = nnx.LayerNorm(d, rngs=rngs) if cfg.norm != "none" else None
+      self.attn = nnx.MultiHeadAttention(
+          num_heads=cfg.num_heads, in_features=d, qkv_features=d, out_features=d, decode=False, keep_rngs=False,
+          kernel_init=kernel_init(cfg, d, "last"), out_kernel_init=kernel_init(cfg, d, "first"), rngs=rngs)
+    if self.has_mlp:
+      self.ln_mlp = nnx.LayerNorm(d, rngs=rngs) if cfg.norm != "none" else None
+      self.mlp_in = nnx.Linear(d, hidden, kernel_init=kernel_init(cfg, d), rngs=rngs)
+      self.mlp_out = nnx.Linear(hidden, d, kernel_init=kernel_init(cfg, hidden), rngs=rngs)
+
+  def _residual(self, x, f, ln):
+    if self.norm == "pre":
+      return x + f(ln(x))
+    if self.norm == "post":
+      return ln(x + f(x))
+    return x + f(x)
 
   def __call__(self, x_BxLxD, mask):
-    x_BxLxD = x_BxLxD + self.attn(self.ln_attn(x_BxLxD), mask=mask)
-    h = _ACTIVATIONS[self.activation](self.mlp_in(self.ln_mlp(x_BxLxD)))
-    return x_BxLxD + self.mlp_out(h)
+    if self.has_attn:
+      x_BxLxD = self._residual(x_BxLxD, lambda h: self.attn(h, mask=mask), self.ln_attn)
+    if self.has_mlp:
+      mlp = lambda h: self.mlp_out(ACTIVATIONS[self.activation](self.mlp_in(h)))
+      x_BxLxD = self._residual(x_BxLxD, mlp, self.ln_mlp)
+    return x_BxLxD
 
 
 class Transformer(nnx.Module):
   """Decoder-only transformer: tokens (B, L) int -> logits (B, L, V)."""
 
   def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, *, rngs: nnx.Rngs):
-    d, s = cfg.d_model, cfg.init_scale
-    self.embed = nnx.Embed(vocab_size, d, embedding_init=normal_fan_in(d, s), rngs=rngs)
-    self.pos_embed = nnx.Param(normal_fan_in(d, s)(rngs.params(), (seq_len, d)))
+    d = cfg.d_model
+    self.embed = nnx.Embed(vocab_size, d, embedding_init=kernel_init(cfg, d, "first", embedding=True), rngs=rngs)
+    self.pos_embed = nnx.Param(kernel_init(cfg, d, "first", embedding=True)(rngs.params(), (seq_len, d)))
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-    self.ln_final = nnx.LayerNorm(d, rngs=rngs)
-    self.unembed = nnx.Linear(d, vocab_size, kernel_init=normal_fan_in(d, s), rngs=rngs)
+    self.ln_final = nnx.LayerNorm(d, rngs=rngs) if cfg.norm == "pre" else None
+    self.tied = cfg.tie_embeddings
+    if not self.tied:
+      self.unembed = nnx.Linear(d, vocab_size, kernel_init=kernel_init(cfg, d), rngs=rngs)
 
   def __call__(self, tokens_BxL):
     length = tokens_BxL.shape[-1]
@@ -71,7 +128,9 @@ class Transformer(nnx.Module):
     mask = nnx.make_causal_mask(tokens_BxL)
     for block in self.blocks:
       x = block(x, mask)
-    return self.unembed(self.ln_final(x))
+    if self.ln_final is not None:
+      x = self.ln_final(x)
+    return self.embed.attend(x) if self.tied else self.unembed(x)
 
 
 def init_variance(name: str, cfg: ModelConfig) -> float:

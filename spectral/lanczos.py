@@ -143,9 +143,12 @@ def lanczos(matvec: Matvec, v0: jax.Array, num_steps: int, *, return_basis: bool
     scale = jnp.maximum(scale, jnp.maximum(jnp.abs(alpha), beta))
     # Breakdown: the Krylov space is invariant. Continue with a fresh direction orthogonal to the basis, beta = 0.
     broke = beta <= 10.0 * eps * jnp.sqrt(n) * scale
-    fresh = _project_out(basis, jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype))
-    fresh = fresh / jnp.linalg.norm(fresh)
-    q_next = jnp.where(broke, fresh, w / jnp.where(broke, 1.0, beta))
+    # lax.cond: the fresh draw and its projection cost as much as the reorthogonalisation, so only pay on breakdown
+    # (under vmap the cond becomes a select and both branches run).
+    def fresh_direction(_):
+      fresh = _project_out(basis, jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype))
+      return fresh / jnp.linalg.norm(fresh)
+    q_next = jax.lax.cond(broke, fresh_direction, lambda _: w / jnp.where(broke, 1.0, beta), None)
     beta = jnp.where(broke, 0.0, beta)
     return basis.at[j + 1].set(q_next), alphas.at[j].set(alpha), betas.at[j].set(beta), scale
 

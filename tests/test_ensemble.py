@@ -1,4 +1,5 @@
-"""The ensemble step: member i equals a solo run with the same key, for both strategies; no recompilation."""
+"""The ensemble step: member i equals a solo run with the same key and hyper-parameters, for every strategy; no
+recompilation; divergence freezes one member only."""
 
 import jax
 import jax.numpy as jnp
@@ -7,40 +8,36 @@ import pytest
 
 from lab.main_job import tiny_config
 from models import train
+from models.config import with_overrides
 
 
-def _ensemble_params(cfg, strategy, steps):
+def _ensemble(cfg, strategy, steps):
   members = train.members_of(cfg)
   keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  ps = jnp.asarray([m.noise_p for m in members], jnp.float32)
-  graphdef, tx = train.graphdef_of(cfg), train.make_optimizer(cfg)
-  params = jax.vmap(lambda k: train.init_params(cfg, k))(keys)
-  opt = jax.vmap(tx.init)(params)
-  step_fn = train.make_ensemble_step(cfg, graphdef, tx, strategy)
+  hp = train.member_hparams(members)
+  state = train.init_state(cfg, keys, hp)
+  step_fn = train.make_ensemble_step(cfg, train.graphdef_of(cfg), strategy)
   for s in range(steps):
-    params, opt, loss, finite = step_fn(params, opt, keys, ps, s)
+    state, out = step_fn(state, hp, keys, s)
   assert step_fn._cache_size() == 1  # one compiled program for every step
-  return params, loss
+  return state["params"], out["loss"]
 
 
-def _solo_params(cfg, member, steps):
-  graphdef, tx = train.graphdef_of(cfg), train.make_optimizer(cfg)
+def _solo(cfg, member, steps):
   key = train.member_key(cfg, member.seed_index)
-  params = train.init_params(cfg, key)
-  opt = tx.init(params)
-  step = jax.jit(train.make_member_step(cfg, graphdef, tx))
+  hp = {k: v[0] for k, v in train.member_hparams([member]).items()}
+  state = jax.tree_util.tree_map(lambda x: x[0], train.init_state(cfg, key[None], {k: v[None] for k, v in hp.items()}))
+  step = jax.jit(train.make_member_step(cfg, train.graphdef_of(cfg)))
   for s in range(steps):
-    params, opt, loss, _ = step(params, opt, key, jnp.float32(member.noise_p), s)
-  return params, loss
+    state, out = step(state, hp, key, s)
+  return state["params"], out["loss"]
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "map"])
-def test_member_matches_solo_run(strategy):
-  cfg = tiny_config()
-  steps = 5
-  ens, ens_loss = _ensemble_params(cfg, strategy, steps)
-  for member in (train.members_of(cfg)[1], train.members_of(cfg)[-1]):
-    solo, solo_loss = _solo_params(cfg, member, steps)
+def _assert_member_matches(cfg, strategy, steps=5, which=(1, -1)):
+  ens, ens_loss = _ensemble(cfg, strategy, steps)
+  members = train.members_of(cfg)
+  for member in (members[i] for i in which):
+    solo, solo_loss = _solo(cfg, member, steps)
     mine = jax.tree_util.tree_map(lambda x: x[member.index], ens)
     flat_solo = dict(jax.tree_util.tree_leaves_with_path(solo))
     for path, a in jax.tree_util.tree_leaves_with_path(mine):
@@ -52,10 +49,47 @@ def test_member_matches_solo_run(strategy):
     np.testing.assert_allclose(ens_loss[member.index], solo_loss, rtol=1e-5)
 
 
+@pytest.mark.parametrize("strategy", ["vmap", "map", "chunked"])
+def test_member_matches_solo_run(strategy):
+  _assert_member_matches(tiny_config(), strategy)
+
+
+def test_per_member_hyperparameters_match_solo_runs():
+  cfg = with_overrides(tiny_config(), {"train.members_per_regime": 1, "data.noise_p": [0.0],
+                                       "data.regime_names": ["s"], "ensemble.members": [
+      {"seed_index": 0, "noise_p": 0.0},
+      {"seed_index": 1, "noise_p": 0.3, "learning_rate": 3e-3, "weight_decay": 0.1},
+      {"seed_index": 1, "noise_p": 1.0, "init_scale": 2.0, "learning_rate": 1e-4}]})
+  members = train.members_of(cfg)
+  assert [m.learning_rate for m in members] == [1e-3, 3e-3, 1e-4] and members[2].init_scale == 2.0
+  _assert_member_matches(cfg, "vmap", which=(1, 2))
+  # Members differ: the init-scale member starts from twice the same draw (shared seed index 1).
+  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
+  p = train.init_state(cfg, keys, train.member_hparams(members))["params"]
+  w = np.asarray(p["blocks"][0]["mlp_in"]["kernel"][...])
+  np.testing.assert_allclose(w[2], 2.0 * w[1], rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(p["blocks"][0]["ln_mlp"]["scale"][...])[2], 1.0)
+
+
+def test_sgd_cosine_clip_runs_one_program():
+  cfg = with_overrides(tiny_config(), {"train.optimizer": "sgd", "train.schedule": "warmup_cosine",
+                                       "train.warmup_steps": 2, "train.grad_clip": 0.5,
+                                       "ensemble.learning_rate": [0.01, 0.1]})
+  params, loss = _ensemble(cfg, "vmap", 4)
+  assert cfg.num_members == 12 and np.all(np.isfinite(np.asarray(loss)))
+
+
+def test_schedules():
+  from models.config import TrainConfig
+  tc = TrainConfig(steps=10, schedule="warmup_cosine", warmup_steps=2, snapshot_steps=(0,))
+  f = train.learning_rate_schedule(tc, 1.0)
+  np.testing.assert_allclose([float(f(c)) for c in (0, 1, 2, 6, 10)], [0.5, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
+  assert train.learning_rate_schedule(TrainConfig(), 0.1) == 0.1  # constant: the plain scalar (flagship path)
+
+
 def test_growing_the_ensemble_keeps_existing_members():
   small = tiny_config()
-  big = small.__class__(name=small.name, data=small.data, model=small.model,
-                        train=small.train.__class__(**{**small.train.__dict__, "members_per_regime": 3}))
+  big = with_overrides(small, {"train.members_per_regime": 3})
   keys_small = [train.member_key(small, m.seed_index) for m in train.members_of(small)]
   keys_big = {(m.regime, m.seed_index): train.member_key(big, m.seed_index) for m in train.members_of(big)}
   for m, k in zip(train.members_of(small), keys_small):
@@ -66,17 +100,18 @@ def test_diverging_member_is_frozen_not_contagious():
   cfg = tiny_config()
   members = train.members_of(cfg)
   keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  ps = jnp.asarray([m.noise_p for m in members], jnp.float32)
-  graphdef, tx = train.graphdef_of(cfg), train.make_optimizer(cfg)
-  params = jax.vmap(lambda k: train.init_params(cfg, k))(keys)
+  hp = train.member_hparams(members)
+  state = train.init_state(cfg, keys, hp)
   # Poison member 0's unembedding with NaN.
+  params = state["params"]
   params["unembed"]["kernel"][...] = params["unembed"]["kernel"][...].at[0].set(jnp.nan)
   before = jax.tree_util.tree_map(lambda x: np.asarray(x).copy(), params)
-  opt = jax.vmap(tx.init)(params)
-  step_fn = train.make_ensemble_step(cfg, graphdef, tx, "vmap")
-  params, opt, loss, finite = step_fn(params, opt, keys, ps, 0)
-  assert not bool(finite[0]) and bool(np.all(finite[1:]))
-  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(before)):
+  step_fn = train.make_ensemble_step(cfg, train.graphdef_of(cfg), "vmap")
+  for s in range(2):
+    state, out = step_fn(state, hp, keys, s)
+  assert not bool(out["finite"][0]) and bool(np.all(out["finite"][1:]))
+  assert list(np.asarray(state["frozen_at"])) == [0] + [-1] * (len(members) - 1)
+  for a, b in zip(jax.tree_util.tree_leaves(state["params"]), jax.tree_util.tree_leaves(before)):
     np.testing.assert_array_equal(np.asarray(a)[0], b[0])  # frozen
     assert np.all(np.isfinite(np.asarray(a)[1:]))
     assert not np.array_equal(np.asarray(a)[1:], b[1:]) or a.ndim == 1  # others moved

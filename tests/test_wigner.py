@@ -37,7 +37,7 @@ def _check_ratio(ev, expected):
 
 
 def test_spacing_ratio_goe_gue_poisson():
-  n = 800
+  n = 500
   goe_ev = np.linalg.eigvalsh(np.asarray(wigner.goe(1, n), np.float64))
   r_goe = _check_ratio(goe_ev, wigner.GOE_MEAN_SPACING_RATIO)
   rng = np.random.default_rng(2)

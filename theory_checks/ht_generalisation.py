@@ -5,11 +5,12 @@ layer-averaged power-law alpha and alpha-weighted (``alpha log10 lambda_max``) g
 tested as a rank correlation (Spearman, with a bootstrap confidence interval over runs), never as a threshold.
 Cautions: Meng & Yao (JMLR 2023) find heavier tails with harder tasks.
 
-Status: NOT MEASURED. A meaningful sweep needs (a) per-member hyper-parameters (learning rate, weight decay, init
-scale) or many runs, and (b) a task with a generalisation gap (a held-out split of a finite training set, e.g.
-modular arithmetic); on main the affine-noise stream is infinite, so held-out loss equals training loss in
-expectation and there is no generalisation to correlate with. The statistics are implemented (``spearman_ci``) and
-tested; the check reports INCONCLUSIVE with that reason until ``models`` provides such a task.
+Status: NOT MEASURED YET. A meaningful sweep needs (a) per-member hyper-parameters (learning rate, weight decay,
+init scale) and (b) a task with a generalisation gap (a held-out split of a finite training set, e.g. modular
+arithmetic): the affine-noise stream is infinite, so its held-out loss equals its training loss in expectation.
+``models`` gained both (the ``ensemble`` section, ``data.kind = "modular"``) after this check was started; the sweep
+itself was not built within the first timebox. The statistics are implemented (``spearman_ci``) and tested; the
+check reports INCONCLUSIVE with that reason until the sweep is wired in.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run(quick: bool = False, runs_dir: str | pathlib.Path = common.DEFAULT_RUNS,
       source="Martin & Mahoney 2021 (Nat. Commun. 12:4122; JMLR 22(165)); THEORY.md section 5",
       tolerance="not applied: nothing measured",
       status=INCONCLUSIVE,
-      measured=dict(reason="no task with a generalisation gap on main/models (data kinds available: "
-                    f"{kinds}); per-member hyper-parameters missing too"),
-      predicted=dict(reason="needs modular arithmetic (finite train split) and a sweep (issue 4)"),
+      measured=dict(reason="sweep not built yet: models now provides modular arithmetic and per-member "
+                    f"hyper-parameters (data kinds: {kinds}), but no sweep run is wired into this check"),
+      predicted=dict(reason="needs a modular-arithmetic hyper-parameter sweep (lr, weight decay) over >= 12 members"),
   )

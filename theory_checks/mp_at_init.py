@@ -61,7 +61,7 @@ def matrix_stats(ev: np.ndarray, shape, sigma2: float) -> tuple[float, float]:
 
 
 def independent_members(run: Run) -> list[int]:
-  """One member per seed index: members of one seed share their initial weights."""
+  """One member per seed index: members of one seed share their initial weights (up to a per-member init scale)."""
   seen, out = set(), []
   for m in run.members:
     if m["seed_index"] not in seen:
@@ -85,10 +85,10 @@ def check_run(run: Run, *, level: float = 0.01, family_level: float = 0.01, null
   for name, ev_members in sorted(run.spectra[0].items()):
     meta = run.info["matrices"][name]
     shape = tuple(meta["shape"])
-    sigma2 = meta["init_variance"] * variance_factor
     if shape not in critical:
       critical[shape] = null_ks_critical_value(shape, level, null_draws)
     for member in members:
+      sigma2 = run.init_variance(name, member) * variance_factor
       stat, t = matrix_stats(np.asarray(ev_members[member], np.float64), shape, sigma2)
       details.append(dict(matrix=name, member=member, shape=list(shape), sigma2=sigma2, m_times_ks=stat,
                           critical=critical[shape], exceeds=bool(stat > critical[shape]), tw_scaled_lmax=t,

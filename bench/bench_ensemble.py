@@ -1,0 +1,175 @@
+"""Ensemble step benchmark: K members in one compiled step versus K sequential runs, per width and strategy.
+
+  python bench/bench_ensemble.py [--widths 64,128,256] [--members 8] [--steps 20] [--device-report]
+
+Prints, side by side and never asserted: seconds per step for K sequential solo runs (one jitted member step each)
+and for the ensemble step with each strategy (``vmap``, ``map`` = ``jax.lax.map``, ``chunked`` = ``lax.map`` over
+vmapped chunks), the speed-up ratio sequential / ensemble, tokens/s, and model FLOPs utilisation against this
+machine's measured matmul peak (training FLOPs per token ``6 N + 12 layers d_model L``, Kaplan et al. 2020; N
+non-embedding parameters). Then the cost of spectral tracking at the flagship's default snapshot schedule:
+``snapshots x (time of one snapshot: ESDs of every matrix + held-out evaluation, fetched to the host)`` over
+``steps x (time of one step)``, and the strategy this machine should use by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from models import train  # noqa: E402
+from models.config import RunConfig, with_overrides  # noqa: E402
+from models.data import make_task  # noqa: E402
+from models.weight_matrices import weight_matrices  # noqa: E402
+
+
+def machine() -> str:
+  dev = jax.devices()[0]
+  return (f"{platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | "
+          f"jax {jax.__version__} {jax.default_backend()} | {dev.device_kind} x {jax.device_count()}")
+
+
+def matmul_peak(n: int, reps: int = 5) -> float:
+  """Measured float32 FLOP/s of an n x n matmul (best of ``reps``)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, a).block_until_ready()
+  best = min(_time(lambda: f(a, a).block_until_ready()) for _ in range(reps))
+  return 2 * n**3 / best
+
+
+def _time(fn) -> float:
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+def config_for(width: int, members: int) -> RunConfig:
+  heads = max(1, width // 32)
+  return with_overrides(RunConfig(name="bench"), {"model.d_model": width, "model.num_heads": heads,
+                                                  "ensemble.members": [{"seed_index": i, "noise_p": 0.5}
+                                                                       for i in range(members)]})
+
+
+def flops_per_token(cfg: RunConfig) -> float:
+  d, layers, length = cfg.model.d_model, cfg.model.num_layers, cfg.data.seq_len
+  n = layers * (4 * d * d + 2 * cfg.model.mlp_ratio * d * d) + d * cfg.data.vocab_size
+  return 6 * n + 12 * layers * d * length
+
+
+def setup(cfg: RunConfig):
+  members = train.members_of(cfg)
+  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
+  hp = train.member_hparams(members)
+  return keys, hp, train.graphdef_of(cfg), make_task(cfg.data)
+
+
+def time_ensemble(cfg, strategy, steps) -> float:
+  keys, hp, graphdef, task = setup(cfg)
+  state = train.init_state(cfg, keys, hp)
+  fn = train.make_ensemble_step(cfg, graphdef, strategy, task)
+  state, out = fn(state, hp, keys, 0)
+  jax.block_until_ready(out)
+  t = time.perf_counter()
+  for s in range(1, steps + 1):
+    state, out = fn(state, hp, keys, s)
+  jax.block_until_ready((state, out))
+  return (time.perf_counter() - t) / steps
+
+
+def time_sequential(cfg, steps) -> float:
+  """K solo runs one after the other (same compiled member step), seconds per ensemble-equivalent step."""
+  keys, hp, graphdef, task = setup(cfg)
+  state = train.init_state(cfg, keys, hp)
+  fn = jax.jit(train.make_member_step(cfg, graphdef, task), donate_argnums=(0,))
+  solos = [(jax.tree_util.tree_map(lambda x: x[i], state), {k: v[i] for k, v in hp.items()}, keys[i])
+           for i in range(keys.shape[0])]
+  s0, h0, k0 = solos[0]
+  jax.block_until_ready(fn(jax.tree_util.tree_map(jnp.copy, s0), h0, k0, 0))
+  total = 0.0
+  for st, h, k in solos:
+    t = time.perf_counter()
+    for s in range(1, steps + 1):
+      st, out = fn(st, h, k, s)
+    jax.block_until_ready((st, out))
+    total += time.perf_counter() - t
+  return total / steps
+
+
+def spectral_overhead(strategy: str, steps: int) -> tuple[float, float, float]:
+  """(seconds per step, seconds per snapshot, overhead at the default schedule) for the flagship config."""
+  cfg = RunConfig()
+  keys, hp, graphdef, task = setup(cfg)
+  step_time = time_ensemble(cfg, strategy, steps)
+  evaluate = train.make_evaluate(cfg, graphdef, strategy, task)
+  state = train.init_state(cfg, keys, hp)
+
+  def snap():
+    jax.device_get((train._spectra_of(weight_matrices(state["params"], 1)),
+                    evaluate(state["params"], keys, hp["noise_p"])))
+
+  snap()
+  snap_time = min(_time(snap) for _ in range(3))
+  n_snap = len(cfg.train.snapshot_steps)
+  return step_time, snap_time, n_snap * snap_time / (cfg.train.steps * step_time)
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--widths", default=None, help="comma-separated d_model values (default 64,128,256; GPU adds 512)")
+  ap.add_argument("--members", type=int, default=8)
+  ap.add_argument("--steps", type=int, default=20)
+  ap.add_argument("--strategies", default="vmap,map,chunked")
+  ap.add_argument("--device-report", action="store_true", help="print every device and the memory in use")
+  ap.add_argument("--skip-spectral", action="store_true")
+  args = ap.parse_args(argv)
+  gpu = jax.default_backend() != "cpu"
+  widths = [int(w) for w in (args.widths or ("64,128,256,512" if gpu else "64,128,256")).split(",")]
+  strategies = args.strategies.split(",")
+  print(f"machine: {machine()}")
+  if args.device_report:
+    for d in jax.devices():
+      stats = d.memory_stats() or {}
+      print(f"  device {d.id}: {d.device_kind} ({d.platform}), bytes in use {stats.get('bytes_in_use', 'n/a')}, "
+            f"limit {stats.get('bytes_limit', 'n/a')}")
+  peak = matmul_peak(8192 if gpu else 1024)
+  print(f"measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+  print(f"K = {args.members} members, {args.steps} timed steps after one compiled warm-up step; "
+        "ratio = sequential time / ensemble time (> 1: the ensemble is faster)")
+  header = f"{'width':>6} {'sequential s/step':>18}" + "".join(f" {s + ' s/step':>15} {'ratio':>6}" for s in strategies)
+  print(header + f" {'best':>8} {'tokens/s':>10} {'MFU':>7}")
+  best_by_width = {}
+  for w in widths:
+    cfg = config_for(w, args.members)
+    seq = time_sequential(cfg, args.steps)
+    times = {s: time_ensemble(cfg, s, args.steps) for s in strategies}
+    best = min(times, key=times.get)
+    best_by_width[w] = (best, seq / times[best])
+    tokens = args.members * cfg.data.batch_size * cfg.data.seq_len / times[best]
+    mfu = tokens * flops_per_token(cfg) / peak
+    print(f"{w:>6} {seq:>18.4f}" + "".join(f" {times[s]:>15.4f} {seq / times[s]:>6.2f}" for s in strategies)
+          + f" {best:>8} {tokens:>10.0f} {mfu:>7.1%}")
+  wins = {s: sum(b == s for b, _ in best_by_width.values()) for s in strategies}
+  print(f"fastest strategy per width: {', '.join(f'{w}: {b} ({r:.2f}x)' for w, (b, r) in best_by_width.items())}; "
+        f"auto resolves to {train.resolve_strategy('auto')!r} on {jax.default_backend()} "
+        f"(wins here: {wins})")
+  if not args.skip_spectral:
+    strategy = train.resolve_strategy("auto")
+    step_t, snap_t, overhead = spectral_overhead(strategy, args.steps)
+    cfg = RunConfig()
+    print(f"spectral tracking, flagship config ({cfg.num_members} members, {strategy}): step {step_t * 1e3:.1f} ms, "
+          f"snapshot {snap_t * 1e3:.1f} ms; {len(cfg.train.snapshot_steps)} snapshots over {cfg.train.steps} steps "
+          f"-> overhead {overhead:.1%} (target < 10%)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

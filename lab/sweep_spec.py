@@ -1,0 +1,221 @@
+"""Sweep files: a base config and the axes to vary, expanded into points and packed into ensembles.
+
+A sweep file (TOML or JSON)::
+
+  [sweep]
+  name = "lr_x_seed"
+  mode = "grid"                 # or "random" (then `samples` points, drawn with `seed`)
+  samples = 0
+  seed = 0
+  max_members = 64              # cap on members per packed program (memory)
+  base_config = "base.toml"     # optional, relative to the sweep file
+
+  [base]                        # optional inline config overrides, same tables as a RunConfig file
+  train = { steps = 200 }
+
+  [axes]
+  seed = [0, 1, 2, 3]           # member-level axes: seed, p, learning_rate, weight_decay, init_scale
+  learning_rate = [1e-3, 3e-3]
+  "model.d_model" = [32, 64]    # any other axis is a dotted RunConfig key and changes the program
+
+In random mode a member-level axis may be ``{ log_uniform = [lo, hi] }`` or ``{ uniform = [lo, hi] }``; a list is
+sampled uniformly. Points that differ only in member-level axes share array shapes and are packed into one vmapped
+ensemble (their hyper-parameters become per-member arrays, ``EnsembleConfig.members``); points that differ in any
+other axis become separate programs. Every pack's config is validated before anything runs, so an unknown key or an
+impossible combination is reported with the offending key and point, up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import pathlib
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from models.config import MemberSpec, RunConfig, config_from_dict, load_config
+
+MEMBER_AXES = ("seed", "p", "learning_rate", "weight_decay", "init_scale")
+SWEEP_KEYS = ("name", "mode", "samples", "seed", "max_members", "base_config")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+  name: str
+  mode: str
+  samples: int
+  seed: int
+  max_members: int
+  base: RunConfig
+  axes: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One sweep point: its values on every axis."""
+
+  index: int
+  values: dict[str, Any]
+
+  @property
+  def id(self) -> str:
+    digest = hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:8]
+    return f"pt{self.index:04d}-{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pack:
+  """Points sharing every program-level value, trained as one ensemble (one run folder)."""
+
+  name: str
+  config: RunConfig
+  points: tuple[Point, ...]
+
+
+def _deep_merge(base: dict, over: dict, where: str = "") -> dict:
+  out = dict(base)
+  for k, v in over.items():
+    if isinstance(v, dict) and isinstance(out.get(k), dict):
+      out[k] = _deep_merge(out[k], v, f"{where}{k}.")
+    else:
+      out[k] = v
+  return out
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+  node = raw
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    if not isinstance(node.get(p), dict):
+      raise ValueError(f"axes.{dotted}: unknown config section {p!r}")
+    node = node[p]
+  if leaf not in node:
+    raise ValueError(f"axes.{dotted}: unknown config key {leaf!r}; expected some of {sorted(node)}")
+  node[leaf] = value
+
+
+def load_sweep(path: str | pathlib.Path) -> SweepSpec:
+  """Parse and validate a sweep file (unknown keys anywhere are an error naming the key)."""
+  path = pathlib.Path(path)
+  if path.suffix == ".toml":
+    raw = tomllib.loads(path.read_text())
+  elif path.suffix == ".json":
+    raw = json.loads(path.read_text())
+  else:
+    raise ValueError(f"sweep file: expected .toml or .json, got {path}")
+  return sweep_from_dict(raw, base_dir=path.parent)
+
+
+def sweep_from_dict(raw: dict[str, Any], base_dir: pathlib.Path = pathlib.Path(".")) -> SweepSpec:
+  unknown = sorted(set(raw) - {"sweep", "base", "axes"})
+  if unknown:
+    raise ValueError(f"sweep file: unknown top-level key(s) {unknown}; expected sweep, base, axes")
+  head = raw.get("sweep", {})
+  bad = sorted(set(head) - set(SWEEP_KEYS))
+  if bad:
+    raise ValueError(f"sweep: unknown key(s) {bad}; expected some of {list(SWEEP_KEYS)}")
+  mode = head.get("mode", "grid")
+  if mode not in ("grid", "random"):
+    raise ValueError(f"sweep.mode: expected 'grid' or 'random', got {mode!r}")
+  samples = int(head.get("samples", 0))
+  if mode == "random" and samples < 1:
+    raise ValueError("sweep.samples: random mode needs samples >= 1")
+  max_members = int(head.get("max_members", 64))
+  if max_members < 1:
+    raise ValueError(f"sweep.max_members: expected >= 1, got {max_members}")
+  base_raw = RunConfig().to_dict()
+  if "base_config" in head:
+    base_raw = load_config(base_dir / head["base_config"]).to_dict()
+  base_raw = _deep_merge(base_raw, raw.get("base", {}))
+  base = config_from_dict(base_raw)
+  axes = dict(raw.get("axes", {}))
+  if not axes:
+    raise ValueError("axes: expected at least one axis to vary")
+  for name, values in axes.items():
+    if name not in MEMBER_AXES:
+      _set_dotted(base.to_dict(), name, None)  # validates that the key exists
+      if name.startswith("ensemble."):
+        raise ValueError(f"axes.{name}: the ensemble section is written by the packer; vary the member-level axes "
+                         f"{list(MEMBER_AXES)} instead")
+    if isinstance(values, dict):
+      if mode != "random" or set(values) - {"uniform", "log_uniform"} or len(values) != 1:
+        raise ValueError(f"axes.{name}: a distribution ({{uniform = [lo, hi]}} or {{log_uniform = [lo, hi]}}) "
+                         "is only allowed in random mode")
+      if name not in MEMBER_AXES:
+        raise ValueError(f"axes.{name}: continuous distributions are for member-level axes {list(MEMBER_AXES)}")
+    elif not isinstance(values, list) or not values:
+      raise ValueError(f"axes.{name}: expected a non-empty list of values")
+  return SweepSpec(name=str(head.get("name", "sweep")), mode=mode, samples=samples, seed=int(head.get("seed", 0)),
+                   max_members=max_members, base=base, axes=axes)
+
+
+def expand_points(spec: SweepSpec) -> list[Point]:
+  """All points of the sweep: the Cartesian product (grid) or ``samples`` draws (random, seeded)."""
+  names = sorted(spec.axes)
+  if spec.mode == "grid":
+    return [Point(i, dict(zip(names, combo)))
+            for i, combo in enumerate(itertools.product(*(spec.axes[n] for n in names)))]
+  rng = np.random.default_rng(spec.seed)
+  points = []
+  for i in range(spec.samples):
+    values = {}
+    for n in names:
+      axis = spec.axes[n]
+      if isinstance(axis, list):
+        values[n] = axis[int(rng.integers(len(axis)))]
+      elif "uniform" in axis:
+        lo, hi = axis["uniform"]
+        values[n] = float(rng.uniform(lo, hi))
+      else:
+        lo, hi = axis["log_uniform"]
+        values[n] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    points.append(Point(i, values))
+  return points
+
+
+def _member_spec(point: Point) -> MemberSpec:
+  v = point.values
+  return MemberSpec(seed_index=int(v.get("seed", 0)), noise_p=float(v["p"]) if "p" in v else -1.0,
+                    regime=point.id,
+                    learning_rate=float(v["learning_rate"]) if "learning_rate" in v else None,
+                    weight_decay=float(v["weight_decay"]) if "weight_decay" in v else None,
+                    init_scale=float(v["init_scale"]) if "init_scale" in v else None)
+
+
+def plan_packs(spec: SweepSpec) -> list[Pack]:
+  """Group points by their program-level values and build one validated RunConfig per pack.
+
+  Raises ``ValueError`` naming the point and key when a combination is impossible (e.g. heads not dividing width).
+  """
+  groups: dict[str, list[Point]] = {}
+  for point in expand_points(spec):
+    program = {k: v for k, v in point.values.items() if k not in MEMBER_AXES}
+    groups.setdefault(json.dumps(program, sort_keys=True), []).append(point)
+  packs = []
+  for g, (program_json, points) in enumerate(groups.items()):
+    program = json.loads(program_json)
+    raw = spec.base.to_dict()
+    for key, value in program.items():
+      _set_dotted(raw, key, value)
+    for c in range(0, len(points), spec.max_members):
+      chunk = points[c:c + spec.max_members]
+      members = []
+      for pt in chunk:
+        m = dataclasses.asdict(_member_spec(pt))
+        if m["noise_p"] < 0:  # no p axis: every member uses the base config's first regime's p
+          m["noise_p"] = float(raw["data"]["noise_p"][0])
+        members.append(m)
+      raw_pack = _deep_merge(raw, {"ensemble": {"members": members}})
+      digest = hashlib.sha256(program_json.encode()).hexdigest()[:6]
+      raw_pack["name"] = f"{spec.name}-pack{g:03d}-{c // spec.max_members:02d}-{digest}"
+      try:
+        cfg = config_from_dict(raw_pack)
+      except (ValueError, TypeError) as e:
+        raise ValueError(f"sweep point {chunk[0].id} ({program}): {e}") from None
+      packs.append(Pack(raw_pack["name"], cfg, tuple(chunk)))
+  return packs

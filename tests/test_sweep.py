@@ -1,0 +1,138 @@
+"""Sweeps: packing plan, validation up front, lock, failure isolation, kill-and-resume, summary table."""
+
+import csv
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import sweep, sweep_spec
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+TINY_BASE = {
+    "model": {"d_model": 16, "num_heads": 2, "num_layers": 1},
+    "data": {"seq_len": 8, "vocab_size": 16, "batch_size": 8, "noise_p": [0.0], "regime_names": ["structured"]},
+    "train": {"steps": 12, "snapshot_steps": [0, 12], "eval_batches": 1, "members_per_regime": 1,
+              "checkpoint_every": 4},
+}
+
+
+def _spec(axes, **head):
+  return sweep_spec.sweep_from_dict({"sweep": {"name": "t", **head}, "base": TINY_BASE, "axes": axes})
+
+
+def test_packing_plan_for_mixed_shapes():
+  spec = _spec({"seed": [0, 1, 2], "learning_rate": [1e-3, 3e-3], "model.d_model": [16, 32]})
+  packs = sweep_spec.plan_packs(spec)
+  assert len(packs) == 2
+  assert sorted(p.config.model.d_model for p in packs) == [16, 32]
+  for p in packs:
+    assert p.config.num_members == 6
+    lrs = sorted({m.learning_rate for m in p.config.members()})
+    assert lrs == [1e-3, 3e-3]
+  # max_members splits a pack into programs of bounded size.
+  assert len(sweep_spec.plan_packs(_spec({"seed": [0, 1, 2, 3, 4]}, max_members=2))) == 3
+
+
+def test_random_mode_is_seeded():
+  axes = {"learning_rate": {"log_uniform": [1e-4, 1e-2]}, "seed": [0, 1]}
+  a = sweep_spec.expand_points(_spec(axes, mode="random", samples=5, seed=3))
+  b = sweep_spec.expand_points(_spec(axes, mode="random", samples=5, seed=3))
+  assert [p.values for p in a] == [p.values for p in b]
+  assert all(1e-4 <= p.values["learning_rate"] <= 1e-2 for p in a)
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"sweep": {"nme": "x"}, "axes": {"seed": [0]}}, r"sweep: unknown key\(s\) \['nme'\]"),
+    ({"axes": {"train.lr": [0.1]}}, "axes.train.lr: unknown config key 'lr'"),
+    ({"axes": {"seed": []}}, "axes.seed: expected a non-empty list"),
+    ({"axis": {}}, "unknown top-level key"),
+    ({"axes": {"learning_rate": {"uniform": [0, 1]}}}, "only allowed in random mode"),
+    ({"base": {"train": {"stepz": 1}}, "axes": {"seed": [0]}}, r"train: unknown key\(s\) \['stepz'\]"),
+])
+def test_bad_sweep_files_name_the_key(raw, match):
+  with pytest.raises(ValueError, match=match):
+    sweep_spec.sweep_from_dict(raw)
+
+
+def test_impossible_combination_rejected_before_running():
+  spec = _spec({"model.num_heads": [2, 3], "seed": [0]})
+  with pytest.raises(ValueError, match=r"sweep point .*num_heads.*does not divide"):
+    sweep_spec.plan_packs(spec)
+
+
+def test_lock_refuses_a_second_sweep_and_takes_over_a_stale_one(tmp_path):
+  with sweep.sweep_lock(tmp_path):
+    with pytest.raises(sweep.SweepLockedError, match="another sweep"):
+      with sweep.sweep_lock(tmp_path):
+        pass
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  (tmp_path / ".lock").write_text(f"{dead.pid}\n")
+  with sweep.sweep_lock(tmp_path):
+    assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+  assert not (tmp_path / ".lock").exists()
+
+
+def test_failure_isolation_and_summary(tmp_path):
+  # init_scale 1e30 overflows float32 weights: that member's loss is NaN from step 0 and it must be frozen and
+  # recorded as failed, while the other members finish.
+  spec = _spec({"seed": [0, 1], "init_scale": [1.0, 1e30]})
+  folder = sweep.run_sweep(spec, tmp_path, progress=False)
+  manifest = sweep.read_manifest(folder)
+  states = {tuple(sorted(p["values"].items())): p["state"] for p in manifest["points"].values()}
+  assert states[(("init_scale", 1e30), ("seed", 0))] == "failed"
+  assert states[(("init_scale", 1.0), ("seed", 1))] == "done"
+  assert sweep.status(folder).counts == {"pending": 0, "running": 0, "done": 2, "failed": 2}
+  table = list(csv.DictReader(sweep.summarize(folder).open()))
+  layers = {r["layer"] for r in table}
+  assert "blocks.0.mlp_in.kernel" in layers
+  done = [r for r in table if r["state"] == "done" and r["step"] == "12"]
+  assert len(done) == 2 * len(layers)
+  assert all(float(r["test_loss"]) > 0 for r in done)
+
+
+def _write_sweep_file(path):
+  path.write_text("""
+[sweep]
+name = "kill"
+[base]
+model = { d_model = 16, num_heads = 2, num_layers = 1 }
+data = { seq_len = 8, vocab_size = 16, batch_size = 8, noise_p = [0.5], regime_names = ["meso"] }
+train = { steps = 30, snapshot_steps = [0, 15, 30], eval_batches = 1, members_per_regime = 1, checkpoint_every = 5 }
+[axes]
+seed = [0, 1]
+"model.num_layers" = [1, 2]
+""")
+
+
+def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
+  sweep_file = tmp_path / "s.toml"
+  _write_sweep_file(sweep_file)
+  cmd = [sys.executable, "-m", "lab", "sweep", "run", str(sweep_file), "--no-progress"]
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  clean = subprocess.run(cmd + ["--out", str(tmp_path / "clean")], env=env, cwd=ROOT, capture_output=True, text=True)
+  assert clean.returncode == 0, clean.stderr
+  proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], env=env, cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  # Kill once the first pack has checkpointed at least once but before the sweep ends.
+  runs = tmp_path / "killed" / "kill" / "runs"
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if any(runs.glob("*/checkpoints/*")) or any(runs.glob("*/DONE")):
+      break
+    time.sleep(0.05)
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed = subprocess.run(cmd + ["--out", str(tmp_path / "killed")], env=env, cwd=ROOT, capture_output=True,
+                           text=True)
+  assert resumed.returncode == 0, resumed.stderr
+  a = (tmp_path / "clean" / "kill" / "results.csv").read_text()
+  b = (tmp_path / "killed" / "kill" / "results.csv").read_text()
+  assert a == b
