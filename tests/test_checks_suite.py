@@ -73,10 +73,14 @@ def test_noise_structure_reads_runs_and_judges(tiny_run):
   assert noise_structure.judge(unlearned)[0] == "INCONCLUSIVE"
 
 
-def test_unmeasured_check_says_why():
-  v = ht_generalisation.run()
-  assert_well_formed(v)
-  assert v.status == "INCONCLUSIVE" and "reason" in v.measured
+def test_ht_generalisation_judge():
+  rng = np.random.default_rng(0)
+  alpha = rng.uniform(2, 6, size=24)
+  rows = [dict(alpha=a, alpha_weighted=2 * a, test_loss=a + 0.1 * rng.normal()) for a in alpha]
+  assert ht_generalisation.judge(rows)[0] == "PASS"
+  assert ht_generalisation.judge(rows, sign=-1)[0] == "FAIL"
+  noise = [dict(r, test_loss=rng.normal()) for r in rows]
+  assert ht_generalisation.judge(noise)[0] in ("INCONCLUSIVE", "FAIL")
 
 
 def test_random_labels_judge():

@@ -9,8 +9,8 @@ Predictions (THEORY.md section 5 and "A pilot observation"):
   pure noise and for an easy rule, and grow with the input-dependent directions a task needs (meso p = 0.5).
 
 Measurement: the main job's run folders (``models.train.train_run`` reuses a finished run; quick mode trains a small
-one once): three regimes p = (1, 0.5, 0) with several seeds each, and the weight-decay control (same config,
-AdamW weight decay 0.1). Per member and weight matrix at the last snapshot: outliers beyond the Johnstone-Ma TW1
+one once): three regimes p = (1, 0.5, 0) with several seeds each, and two controls with the same config otherwise:
+AdamW with weight decay 0.1, and SGD with momentum 0.9 at learning rate 0.1 (the pilot's "SGD builds the same spike"). Per member and weight matrix at the last snapshot: outliers beyond the Johnstone-Ma TW1
 threshold at level 0.01 with the median-estimated ``sigma^2`` (``spectral.tracy_widom.count_outliers``), power-law
 alpha (``spectral.power_law``), bulk ``M * KS`` against MP(q, median sigma^2), and ``M * KS`` against MP(q,
 mean eigenvalue), the limit law of the matrix's own entry-shuffled (randomized) baseline: shuffling entries keeps
@@ -25,8 +25,8 @@ Tolerance: each matrix has false-alarm probability <= 0.01 under the null, so th
 matrices x S seeds) exceed the null when their count passes the Binomial(K S, 0.01) 99% quantile. The refined
 prediction PASSes when neither noise nor structured exceeds it and meso's count is at least structured's; FAIL
 otherwise. INCONCLUSIVE when the structured regime did not learn its rule (held-out accuracy < 0.9): then p = 0 is
-not "structure learned" and the comparison says nothing. Controls not on main yet (SGD, mean-centred activations,
-modular arithmetic) are named in the verdict as missing.
+not "structure learned" and the comparison says nothing. The controls are judged by the same rule and reported
+(not part of the main verdict); controls not wired in yet are named in the verdict.
 """
 
 from __future__ import annotations
@@ -52,11 +52,14 @@ QUICK = {"name": "checks_noise_structure_quick", "model.d_model": 32, "model.num
 
 
 def configs(quick: bool):
-  """(main, weight-decay control) run configs."""
+  """(main, weight-decay control, SGD control) run configs."""
   from models.config import RunConfig, with_overrides
   base = with_overrides(RunConfig(), {k: v for k, v in QUICK.items() if k != "name"}) if quick else RunConfig()
   base = with_overrides(base, {"name": QUICK["name"] if quick else base.name})
-  return base, with_overrides(base, {"name": base.name + "_wd0p1", "train.weight_decay": 0.1})
+  wd = with_overrides(base, {"name": base.name + "_wd0p1", "train.weight_decay": 0.1})
+  sgd = with_overrides(base, {"name": base.name + "_sgd", "train.optimizer": "sgd", "train.momentum": 0.9,
+                              "train.learning_rate": 0.1})
+  return base, wd, sgd
 
 
 def matrix_metrics(ev, shape) -> dict:
@@ -153,7 +156,7 @@ def judge(summary: dict) -> tuple[str, dict]:
   return (PASS if facts["refined_prediction_supported"] else FAIL), facts
 
 
-def check_runs(run, control=None) -> Verdict:
+def check_runs(run, *controls) -> Verdict:
   summary = summarise(run)
   status, facts = judge(summary)
   measured = {f"{reg}_{k}": summary["trained"][reg][k] for reg in summary["trained"]
@@ -163,16 +166,21 @@ def check_runs(run, control=None) -> Verdict:
   for reg in summary["trained"]:
     measured[f"{reg}_outliers_by_matrix"] = summary["trained"][reg]["outliers_by_matrix_mean"]
   details = [dict(run=str(run.path), summary=summary)]
-  if control is not None:
+  for control in controls:
+    tc = control.config["train"]
+    tag = "wd0p1" if tc.get("weight_decay") else tc.get("optimizer", "adamw")
+    label = f"{tc.get('optimizer', 'adamw')} lr {tc.get('learning_rate')} weight decay {tc.get('weight_decay')}"
     cs = summarise(control)
     cstatus, cfacts = judge(cs)
-    details.append(dict(run=str(control.path), control="AdamW weight decay 0.1", summary=cs, status=cstatus,
-                        facts=cfacts))
+    details.append(dict(run=str(control.path), control=label, summary=cs, status=cstatus, facts=cfacts))
+    measured[f"{tag}_control_status"] = cstatus
     for reg in cs["trained"]:
-      measured[f"wd0p1_{reg}_other_mean"] = cs["trained"][reg]["other_mean"]
-      measured[f"wd0p1_{reg}_const_mean"] = cs["trained"][reg]["const_mean"]
-  measured["missing_controls"] = "SGD vs AdamW, mean-centred activations, modular arithmetic, natural text (not on " \
-                                 "main/models yet)"
+      measured[f"{tag}_{reg}_other_mean"] = cs["trained"][reg]["other_mean"]
+      measured[f"{tag}_{reg}_const_mean"] = cs["trained"][reg]["const_mean"]
+      measured[f"{tag}_{reg}_outliers_by_matrix"] = cs["trained"][reg]["outliers_by_matrix_mean"]
+      measured[f"{tag}_{reg}_test_accuracy"] = cs["trained"][reg]["test_accuracy"]
+  measured["missing_controls"] = "mean-centred activations, the constant-vector direction itself (needs activations " \
+                                 "from checkpoints), natural text on the entropy axis: not wired in yet"
   regs = sorted(summary["trained"], key=lambda r: -summary["trained"][r]["p"])
   series = dict(p=[summary["trained"][r]["p"] for r in regs], regime=regs)
   for key in ("other", "const", "total", "alpha", "bulk_m_ks", "randomized_m_ks"):
@@ -198,7 +206,7 @@ def run(quick: bool = False, runs_dir: str | pathlib.Path = common.DEFAULT_RUNS,
   from models.run_folder import load_run
   from models.train import train_run
   del seed
-  main_cfg, wd_cfg = configs(quick)
+  main_cfg, *control_cfgs = configs(quick)
   main = load_run(train_run(main_cfg, runs_dir, progress=False))
-  control = load_run(train_run(wd_cfg, runs_dir, progress=False))
-  return check_runs(main, control)
+  controls = [load_run(train_run(c, runs_dir, progress=False)) for c in control_cfgs]
+  return check_runs(main, *controls)

@@ -80,7 +80,8 @@ def per_member(run) -> list[dict]:
     steps, acc = run.metric("test_accuracy", i)
     _, tr = run.metric("train_accuracy", i)
     out.append(dict(seed_index=mem["seed_index"], outliers=outl, outliers_median_sigma2=med_outl,
-                    bulk_collapsed_matrices=collapsed, matrices=len(run.spectra[step]), lmax_over_threshold=float(np.mean(ratio)),
+                    bulk_collapsed_matrices=collapsed, matrices=len(run.spectra[step]),
+                    lmax_over_threshold=float(np.mean(ratio)),
                     stable_rank=float(np.mean(srank)), test_accuracy=float(acc[-1]),
                     train_accuracy=float(np.mean(tr[-3:]))))
   return out
