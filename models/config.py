@@ -172,6 +172,8 @@ class TrainConfig:
   ``grad_clip``: clip the global gradient norm to this value (0 = off). ``checkpoint_every``: Orbax checkpoint every
   so many steps (0 = only at snapshot steps); checkpoints are also written at every snapshot step and at the end.
   ``log_every``: training loss and per-layer gradient/weight norms every so many steps.
+  ``data_parallel``: devices per member along the ``data`` mesh axis (``models.sharding``); members spread over the
+  remaining devices along ``ens``. Must divide the device count and ``data.batch_size``.
   """
 
   steps: int = 600
@@ -191,6 +193,7 @@ class TrainConfig:
   checkpoint_every: int = 100
   checkpoint_keep: int = 2
   log_every: int = 10
+  data_parallel: int = 1
 
   def __post_init__(self):
     if self.steps < 1:
@@ -221,6 +224,8 @@ class TrainConfig:
     for name in ("chunk_size", "checkpoint_keep", "log_every", "eval_batches"):
       if getattr(self, name) < 1:
         raise ValueError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
+    if self.data_parallel < 1:
+      raise ValueError(f"train.data_parallel: expected >= 1, got {self.data_parallel}")
     if self.checkpoint_every < 0:
       raise ValueError(f"train.checkpoint_every: expected >= 0 (0 = snapshots only), got {self.checkpoint_every}")
 
@@ -287,6 +292,11 @@ class RunConfig:
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
+
+  def __post_init__(self):
+    if self.data.batch_size % self.train.data_parallel:
+      raise ValueError(f"train.data_parallel: {self.train.data_parallel} does not divide data.batch_size = "
+                       f"{self.data.batch_size}")
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

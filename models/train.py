@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from models import run_folder
+from models import run_folder, sharding
 from models.checkpoint import Checkpointer
 from models.config import Member, RunConfig, TrainConfig, config_from_dict
 from models.data import Task, make_task
@@ -163,21 +163,29 @@ def init_state(cfg: RunConfig, keys: jax.Array, hparams: dict) -> dict:
               frozen=jnp.zeros(n, bool), frozen_at=jnp.full(n, -1, jnp.int32))
 
 
-def make_member_step(cfg: RunConfig, graphdef, task: Task | None = None) -> Callable:
+def make_member_step(cfg: RunConfig, graphdef, task: Task | None = None, data_axis: str | None = None) -> Callable:
   """Pure one-member step: (state, hparams, key, step) -> (state, outputs).
 
   ``state`` holds this member's ``params``, ``opt``, ``frozen`` and ``frozen_at``; ``hparams`` its scalar
   ``learning_rate``, ``weight_decay`` and ``noise_p``. A member whose loss or gradients are not finite is frozen for
   good: it keeps its parameters and optimiser state, and ``frozen_at`` records the step, so one diverging member never
   contaminates the others. Outputs: ``loss``, ``accuracy``, ``finite`` and per-matrix ``grad_norm``/``weight_norm``.
+
+  ``data_axis`` (inside ``shard_map`` only): the member's batch is split over that mesh axis, each device scores its
+  equal slice, and loss, accuracy and gradients are averaged with ``lax.pmean`` (the full-batch means).
   """
   task = make_task(cfg.data) if task is None else task
 
   def member_step(state, hp, key, step):
     tokens, weights = task.train_batch(jax.random.fold_in(key, 1), step, hp["noise_p"])
+    if data_axis is not None:
+      local = tokens.shape[0] // jax.lax.axis_size(data_axis)
+      tokens = jax.lax.dynamic_slice_in_dim(tokens, jax.lax.axis_index(data_axis) * local, local, axis=0)
     params = state["params"]
     (loss, acc), grads = jax.value_and_grad(
         lambda prm: loss_and_accuracy(graphdef, prm, tokens, weights), has_aux=True)(params)
+    if data_axis is not None:
+      loss, acc, grads = jax.lax.pmean((loss, acc, grads), data_axis)
     tx = make_optimizer(cfg, hp["learning_rate"], hp["weight_decay"])
     updates, new_opt = tx.update(grads, state["opt"], params)
     new_params = optax.apply_updates(params, updates)
@@ -214,13 +222,18 @@ def over_members(fn: Callable, strategy: str, in_axes, chunk_size: int = 4) -> C
   return mapped
 
 
-def make_ensemble_step(cfg: RunConfig, graphdef, strategy: str, task: Task | None = None) -> Callable:
-  """Jitted (state, hparams, keys, step) -> (state, outputs) over stacked members; ``state`` is donated."""
-  member_step = make_member_step(cfg, graphdef, task)
-  return jax.jit(over_members(member_step, strategy, (0, 0, 0, None), cfg.train.chunk_size), donate_argnums=(0,))
+def make_ensemble_step(cfg: RunConfig, graphdef, strategy: str, task: Task | None = None, mesh=None) -> Callable:
+  """Jitted (state, hparams, keys, step) -> (state, outputs) over stacked members; ``state`` is donated.
+
+  With a ``mesh`` (``models.sharding``) every device steps its own slice of members (and of each member's batch).
+  """
+  member_step = make_member_step(cfg, graphdef, task, sharding.data_axis_of(mesh))
+  in_axes = (0, 0, 0, None)
+  per_device = over_members(member_step, strategy, in_axes, cfg.train.chunk_size)
+  return jax.jit(sharding.shard_over_members(per_device, mesh, in_axes), donate_argnums=(0,))
 
 
-def make_evaluate(cfg: RunConfig, graphdef, strategy: str, task: Task | None = None) -> Callable:
+def make_evaluate(cfg: RunConfig, graphdef, strategy: str, task: Task | None = None, mesh=None) -> Callable:
   """Held-out loss and accuracy per member over ``train.eval_batches`` batches of the task's held-out data."""
   task = make_task(cfg.data) if task is None else task
 
@@ -232,7 +245,9 @@ def make_evaluate(cfg: RunConfig, graphdef, strategy: str, task: Task | None = N
     losses, accs = jax.lax.map(one, jnp.arange(cfg.train.eval_batches))
     return losses.mean(), accs.mean()
 
-  return jax.jit(over_members(member_eval, strategy, (0, 0, 0), cfg.train.chunk_size))
+  in_axes = (0, 0, 0)
+  per_device = over_members(member_eval, strategy, in_axes, cfg.train.chunk_size)
+  return jax.jit(sharding.shard_over_members(per_device, mesh, in_axes))
 
 
 @jax.jit
@@ -290,7 +305,9 @@ class Writer:
           return
         fn, values = item
         if self._error is None:
-          fn(*jax.device_get(values))
+          host = sharding.fetch(values)
+          if sharding.is_writer():
+            fn(*host)
       except BaseException as e:  # noqa: BLE001 - re-raised on the training thread by flush()
         self._error = e
       finally:
@@ -371,8 +388,10 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
     state = checkpointer.restore(resume_step, state)
     run_folder.truncate_after(run_dir, resume_step)
     start = resume_step
-  step_fn = make_ensemble_step(cfg, graphdef, strategy, task)
-  evaluate = make_evaluate(cfg, graphdef, strategy, task)
+  mesh = sharding.make_ensemble_mesh(len(members), cfg.train.data_parallel)
+  state, keys, hparams = sharding.place_members((state, keys, hparams), mesh)
+  step_fn = make_ensemble_step(cfg, graphdef, strategy, task, mesh)
+  evaluate = make_evaluate(cfg, graphdef, strategy, task, mesh)
 
   matrices = weight_matrices(state["params"], ensemble_dims=1)
   info = environment_info(cfg, strategy)
@@ -383,6 +402,7 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
   info["matrices"] = {k: {"shape": list(v.shape[1:]), "init_variance": init_variance(k, cfg.model)}
                       for k, v in matrices.items()}
   info["init_scheme"] = cfg.model.init
+  info["mesh"] = {} if mesh is None else {k: int(v) for k, v in mesh.shape.items()}
   info["data"] = task.info
   if resume_step is not None:
     info["resumed_from_step"] = resume_step

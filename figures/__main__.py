@@ -1,0 +1,109 @@
+"""Paper figures from stored run folders and theory-check results.
+
+  python -m figures list
+  python -m figures NAME [--runs DIR] [--run NAME ...] [--checks DIR] [--out DIR] [--columns 1|2] [--make-missing]
+  python -m figures all  [--runs DIR] [--run NAME ...] [--checks DIR] [--out DIR] [--columns 1|2] [--make-missing]
+
+Figures read ``--runs`` (run folders, default ``runs``) and ``--checks`` (check results ``<CHECK>/result.json``,
+default ``<runs>/checks``) and write ``NAME.pdf``, ``NAME.png`` and ``NAME.json`` (provenance and the plotted
+numbers) into ``--out`` (default ``<runs>/figures``). Nothing is trained or measured here: when an input is missing
+the command says which command produces it; with ``--make-missing`` it runs that command's quick version
+(``python -m lab main --tiny``, ``python -m theory_checks CHECK --quick``), printing it first.
+Exit status: 0 when every requested figure was drawn, 2 when some input was missing, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import subprocess
+import sys
+
+from figures import inputs, registry
+from models.run_folder import RunFormatError
+
+
+def _draw(name: str, args) -> list[pathlib.Path]:
+  mod = registry.get_figure(name)
+  out = pathlib.Path(args.out) if args.out else pathlib.Path(args.runs) / "figures"
+  checks = pathlib.Path(args.checks) if args.checks else pathlib.Path(args.runs) / "checks"
+  if mod.INPUT == "run":
+    run = inputs.resolve_run(args.runs, args.run[0] if args.run else None)
+    return mod.make_figure(run, out, columns=args.columns)
+  if mod.INPUT == "runs":
+    runs = ([inputs.resolve_run(args.runs, n) for n in args.run] if args.run
+            else mod.default_runs(args.runs))
+    return mod.make_figure(runs, out, columns=args.columns)
+  verdict = inputs.load_verdict(checks, mod.CHECK)
+  return mod.make_figure(verdict, out, columns=args.columns)
+
+
+def _make_missing(err: inputs.MissingInput, args) -> None:
+  cmd = list(err.command)
+  if cmd[:4] == ["python", "-m", "lab", "main"] and "--tiny" not in cmd:
+    cmd.append("--tiny")
+  print(f"--make-missing: running {' '.join(cmd)}", flush=True)
+  subprocess.run([sys.executable] + cmd[1:], check=True)
+
+
+def draw(name: str, args) -> tuple[list[pathlib.Path], str | None]:
+  """Draw one figure; returns (paths, None) or ([], message) when an input is missing."""
+  try:
+    return _draw(name, args), None
+  except inputs.MissingInput as e:
+    if not args.make_missing:
+      return [], str(e)
+    try:
+      _make_missing(e, args)
+    except (subprocess.CalledProcessError, FileNotFoundError) as e2:
+      return [], f"{e}\n  --make-missing failed: {e2}"
+    try:
+      return _draw(name, args), None
+    except inputs.MissingInput as e3:
+      return [], f"{e3}\n  (still missing after --make-missing)"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m figures", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("name", help="a figure name, 'list' or 'all'")
+  parser.add_argument("--runs", default="runs", help="folder holding run folders (default: runs)")
+  parser.add_argument("--run", action="append", default=[], metavar="NAME",
+                      help="run folder name (default: noise_vs_structure, or the only finished run); repeat for "
+                           "figures that read several runs")
+  parser.add_argument("--checks", help="folder of check results <CHECK>/result.json (default: <runs>/checks)")
+  parser.add_argument("--out", help="output folder (default: <runs>/figures)")
+  parser.add_argument("--columns", type=int, choices=(1, 2), default=2, help="paper layout width (default 2)")
+  parser.add_argument("--make-missing", action="store_true",
+                      help="run the quick command producing a missing input (never the full-size one)")
+  args = parser.parse_args(argv)
+  if args.name == "list":
+    for n in registry.figure_names():
+      mod = registry.get_figure(n)
+      src = f"check {mod.CHECK}" if mod.INPUT == "check" else mod.INPUT
+      print(f"{n:22s} [{src}] {mod.DESCRIPTION}")
+    return 0
+  names = registry.figure_names() if args.name == "all" else [args.name]
+  if args.name != "all" and args.name not in registry.figure_names():
+    parser.error(f"unknown figure {args.name!r}; available: {', '.join(registry.figure_names())}, list, all")
+  missing, failed = [], []
+  for n in names:
+    try:
+      paths, problem = draw(n, args)
+    except (RunFormatError, inputs.VerdictFormatError, KeyError, ValueError) as e:
+      failed.append(n)
+      print(f"{n}: error: {e}", file=sys.stderr)
+      continue
+    if problem:
+      missing.append(n)
+      print(f"{n}: skipped, missing input: {problem}", file=sys.stderr)
+    else:
+      for p in paths:
+        print(f"{n}: {p}")
+  if failed:
+    return 1
+  return 2 if missing else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

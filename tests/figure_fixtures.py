@@ -1,0 +1,84 @@
+"""Synthetic ``Verdict`` JSONs for the check-based figures (tiny, deterministic; numpy only).
+
+They carry exactly the series names each figure module documents in ``SERIES``, so a figure test does not depend on
+a check's runtime. ``write_verdicts(dir)`` writes ``<dir>/<CHECK>/result.json`` for every check-based figure.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+
+from spectral import bbp
+
+
+def _verdict(check, series, measured=None, predicted=None, details=None):
+  return dict(check=check, prediction="synthetic", source="test fixture", tolerance="none", status="PASS",
+              measured=measured or {"x": 1}, predicted=predicted or {"x": 1}, details=details or [], run="",
+              series=series)
+
+
+def tw_verdict(seed=0, n=300):
+  rng = np.random.default_rng(seed)
+  t = rng.gumbel(-1.6, 1.0, n)  # roughly TW1-shaped: only the drawing is tested
+  return _verdict("tw_fluctuations", dict(scaled_lmax=t.tolist()), measured=dict(ks_distance=0.05),
+                  predicted=dict(ks_distance="<= 0.09"), details=[dict(shape=[80, 40], seeds=n, beta=1)])
+
+
+def bbp_verdict(seed=0, q=0.5):
+  rng = np.random.default_rng(seed)
+  theta = np.array([0.3, 0.6, 1.2, 1.5, 2.0, 3.0])
+  s1 = bbp.bbp_top_singular_value(theta, q) + rng.normal(0, 0.02, theta.size)
+  ou, ov = bbp.bbp_overlaps(theta, q)
+  grid = np.linspace(0.5, 1.5, 6)
+  return _verdict("bbp", dict(theta=theta.tolist(), s1_mean=s1.tolist(), s1_sd=[0.03] * theta.size,
+                              overlap_u_mean=(ou + 0.01).tolist(), overlap_v_mean=(ov + 0.01).tolist(),
+                              curve_theta=grid.tolist(), curve_detection_rate=[0, 0, 0.1, 0.6, 1, 1]),
+                  measured=dict(theta_50_detection=1.1), details=[dict(theta=0.3), dict(q=q, q_pred=q)])
+
+
+def jacobian_verdict(seed=0, n=48, depths=(1, 2, 4)):
+  rng = np.random.default_rng(seed)
+  gauss, orth = [], []
+  for depth in depths:
+    j, o = np.eye(n), np.eye(n)
+    for _ in range(depth):
+      j = rng.normal(0, 1 / np.sqrt(n), (n, n)) @ j
+      o = np.linalg.qr(rng.normal(size=(n, n)))[0] @ o
+    gauss.append((np.linalg.svd(j, compute_uv=False) ** 2).tolist())
+    orth.append((np.linalg.svd(o, compute_uv=False) ** 2).tolist())
+  # The names theory_checks.jacobian_spectra writes: one series per depth; orthogonal deviation in details.
+  series = dict(depths=list(depths))
+  for depth, g in zip(depths, gauss):
+    series[f"linear_sq_sv_depth_{depth}"] = g
+    series[f"tanh_sq_sv_depth_{depth}"] = (np.asarray(g) ** 0.5).tolist()
+  details = [dict(part="orthogonal_isometry", depth=d, measured=float(np.max(np.abs(np.sqrt(o) - 1))))
+             for d, o in zip(depths, orth)]
+  return _verdict("jacobian_spectra", series, details=details)
+
+
+def hessian_verdict(seed=0, k=8, classes=3):
+  rng = np.random.default_rng(seed)
+  grid = np.linspace(-0.5, 12.0, 200)
+  dens = np.exp(-grid**2 / 0.1) + 0.02 * np.exp(-(grid - 10.0) ** 2 / 0.5)
+  ritz = np.concatenate([[10.5, 9.8, 8.9], rng.uniform(0, 1.0, k - classes)])
+  steps = np.array([0, 10, 30, 100])
+  top = np.outer(np.array([0.3, 0.6, 0.9, 1.0]), np.sort(ritz)[::-1][:5])
+  return _verdict("hessian_outliers", dict(slq_grid=grid.tolist(), slq_density=dens.tolist(), ritz_values=ritz.tolist(),
+                                           outlier_count=classes, steps=steps.tolist(), top_eigenvalues=top.tolist()),
+                  measured=dict(outliers=classes), predicted=dict(outliers=classes))
+
+
+VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
+                hessian_outliers=hessian_verdict)
+
+
+def write_verdicts(checks_dir) -> dict:
+  out = {}
+  for name, make in VERDICTS.items():
+    path = pathlib.Path(checks_dir) / name / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    v = make()
+    path.write_text(json.dumps(v))
+    out[name] = v
+  return out

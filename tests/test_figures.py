@@ -1,0 +1,203 @@
+"""Paper figures render from tiny stored fixtures: a tiny trained run folder and synthetic check verdicts.
+
+Each figure: PNG not blank (pixel variance), the expected number of panels, every panel's axes labelled, no
+overlapping text, provenance in the PDF/PNG metadata and the sidecar, and sidecar numbers equal to the stored
+inputs. Inputs of an unknown format give a clear error; missing inputs name the command that produces them.
+"""
+
+import json
+import pathlib
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+import figure_fixtures
+from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
+                     metrics_evolution, registry, spacing_ratios, style, tw_histogram)
+from figures.__main__ import main as figures_main
+from lab.main_job import tiny_config
+from models import run_folder
+from models.train import train_run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  runs = tmp_path_factory.mktemp("runs")
+  train_run(tiny_config("tiny_fig"), runs, progress=False)
+  return runs, run_folder.load_run(runs / "tiny_fig")
+
+
+def check_outputs(paths, n_panels, run_names):
+  pdf, png, side = paths
+  assert pdf.suffix == ".pdf" and png.suffix == ".png" and side.suffix == ".json"
+  image = matplotlib.image.imread(png)
+  assert image.ndim == 3 and image[..., :3].std() > 0.05, "blank image"
+  sidecar = json.loads(side.read_text())
+  prov = sidecar["provenance"]
+  assert prov["runs"] == run_names and len(prov["config_hash"]) == 12 and prov["package_version"]
+  layout = sidecar["layout"]
+  assert len(layout["panels"]) == n_panels
+  for panel in layout["panels"]:
+    assert panel["xlabel"] and panel["title"], panel
+  assert any(p["ylabel"] for p in layout["panels"])
+  assert layout["text_overlaps"] == []
+  raw = pdf.read_bytes()
+  assert prov["config_hash"].encode() in raw and b"Type3" not in raw  # provenance; fonts embedded as TrueType (42)
+  from PIL import Image
+  assert prov["config_hash"] in Image.open(png).info["Description"]
+  return sidecar
+
+
+@pytest.mark.parametrize("columns", [2, 1])
+def test_esd_by_regime(tiny_run, tmp_path, columns):
+  _, run = tiny_run
+  paths = esd_by_regime.make_figure(run, tmp_path, columns=columns, step=20)
+  side = check_outputs(paths, 3, [run.name])
+  plotted = side["plotted"]
+  (matrix, d), = plotted["matrices"].items()
+  assert matrix == "blocks.0.mlp_out.kernel" and d["shape"] == run.info["matrices"][matrix]["shape"]
+  for regime, r in d["regimes"].items():
+    stored = run.spectra[20][matrix][r["members"]]
+    np.testing.assert_array_equal(np.asarray(r["eigenvalues"], dtype=np.float32), stored)
+    assert all(m["regime"] == regime for m in run.members if m["index"] in r["members"])
+    assert r["tw_threshold_mean"] > r["mp_edge"]
+    assert len(r["spikes"]) == sum(r["n_outliers"])
+
+
+def test_esd_tail(tiny_run, tmp_path):
+  _, run = tiny_run
+  side = check_outputs(esd_tail.make_figure(run, tmp_path), 3, [run.name])
+  r = side["plotted"]["regimes"]["noise"]
+  stored = run.spectra[max(run.spectra)]["blocks.0.mlp_out.kernel"][r["representative"]]
+  np.testing.assert_allclose(r["x"], np.sort(stored.astype(np.float64)))
+  assert r["ccdf"][0] == 1.0 and r["alpha"] > 1 and r["xmin"] in r["x"]
+
+
+def test_metrics_evolution(tiny_run, tmp_path):
+  _, run = tiny_run
+  side = check_outputs(metrics_evolution.make_figure(run, tmp_path), 3, [run.name])
+  (matrix, regs), = side["plotted"]["matrices"].items()
+  assert side["plotted"]["steps"] == sorted(run.spectra)
+  from spectral.metrics import batch_metrics
+  r = regs["meso"]
+  rows = batch_metrics(run.spectra[5][matrix][r["members"]].astype(np.float64), run.info["matrices"][matrix]["shape"])
+  assert [row["n_outliers"] for row in rows] == [v[1] for v in r["n_outliers"]]
+  np.testing.assert_allclose([row["alpha"] for row in rows], [v[1] for v in r["alpha"]])
+
+
+def test_meso_curve_with_natural_text_run(tiny_run, tmp_path):
+  runs_dir, run = tiny_run
+  side = check_outputs(meso_curve.make_figure([run], tmp_path, columns=1), 8, [run.name])
+  for p in side["plotted"]["points"]:
+    m = run.members[p["member"]]
+    assert p["entropy_rate_bits"] == m["entropy_rate_bits"] and p["noise_p"] == m["noise_p"]
+    assert p["test_loss_bits"] == pytest.approx(run.metric("test_loss", p["member"])[1][-1] / np.log(2))
+  # A run whose regime is natural text has no p: it joins the entropy axis (a copy of the tiny run, relabelled).
+  import shutil
+  runs2 = tmp_path / "runs2"
+  shutil.copytree(runs_dir / "tiny_fig", runs2 / inputs.DEFAULT_RUN)
+  nat = runs2 / "natural_copy"
+  shutil.copytree(runs_dir / "tiny_fig", nat)
+  info = json.loads((nat / "run.json").read_text())
+  for m in info["members"]:
+    m["regime"], m["noise_p"] = "natural", None
+  (nat / "run.json").write_text(json.dumps(info))
+  both = meso_curve.default_runs(runs2)
+  assert [r.name for r in both] == [inputs.DEFAULT_RUN, "natural_copy"]
+  side = check_outputs(meso_curve.make_figure(both, tmp_path / "nat"), 8, [inputs.DEFAULT_RUN, "natural_copy"])
+  assert any(r["natural"] for r in side["plotted"]["regimes"].values())
+
+
+def test_spacing_ratios(tiny_run, tmp_path):
+  _, run = tiny_run
+  side = check_outputs(spacing_ratios.make_figure(run, tmp_path), 4, [run.name])
+  panels = side["plotted"]["panels"]
+  assert list(panels)[0].startswith("init") and panels["noise"]["step"] == 20
+  assert all(0 <= r <= 1 for r in panels["noise"]["ratios"])
+  from scipy import integrate
+  assert integrate.quad(spacing_ratios.goe_surmise, 0, 1)[0] == pytest.approx(1.0, abs=1e-9)
+  assert integrate.quad(lambda r: r * spacing_ratios.goe_surmise(r), 0, 1)[0] == pytest.approx(0.5359, abs=1e-3)
+  assert integrate.quad(spacing_ratios.poisson_ratio, 0, 1)[0] == pytest.approx(1.0)
+
+
+CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2)]
+
+
+@pytest.mark.parametrize("module,n_panels", CHECK_FIGURES, ids=[m.NAME for m, _ in CHECK_FIGURES])
+def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
+  verdicts = figure_fixtures.write_verdicts(tmp_path / "checks")
+  verdict = inputs.load_verdict(tmp_path / "checks", module.CHECK)
+  side = check_outputs(module.make_figure(verdict, tmp_path / "out"), n_panels, [f"checks/{module.CHECK}"])
+  plotted, series = side["plotted"], verdicts[module.CHECK]["series"]
+  for key, names in module.SERIES.items():  # every series the figure draws is the stored one, unchanged
+    stored = next((series[n] for n in names if n in series), None)
+    drawn = next((plotted[n] for n in names if n in plotted), None)
+    if stored is not None and drawn is not None:
+      np.testing.assert_allclose(np.ravel(drawn) if key != "ritz" else np.sort(drawn), np.ravel(stored)
+                                 if key != "ritz" else np.sort(stored))
+  if module is jacobian_spectra:
+    for panel, depth in zip(plotted["panels"], series["depths"]):
+      s2 = np.asarray(series[f"linear_sq_sv_depth_{depth}"])
+      np.testing.assert_allclose(panel["sq_singular_values"], s2[s2 > 0])
+      assert panel["orthogonal_max_deviation"] < 1e-6 and "tanh_hist" in panel
+  if module is tw_histogram:
+    np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
+
+
+def test_hessian_figure_from_dense_eigenvalues(tmp_path):
+  """The Hessian check may store the exact (dense) spectrum instead of an SLQ density."""
+  v = figure_fixtures.hessian_verdict()
+  for k in ("slq_grid", "slq_density", "steps", "top_eigenvalues", "outlier_count"):
+    del v["series"][k]
+  v["series"]["dense_eigenvalues"] = np.linspace(-0.01, 0.05, 50).tolist() + [8.9, 9.8, 10.5]
+  side = check_outputs(hessian_spectrum.make_figure(inputs.parse_verdict(v), tmp_path), 1, ["checks/hessian_outliers"])
+  assert side["plotted"]["density_source"] == "dense" and side["plotted"]["outlier_count"] == 3
+
+
+def test_missing_series_names_the_check(tmp_path):
+  v = figure_fixtures.bbp_verdict()
+  del v["series"]["s1_mean"]
+  with pytest.raises(inputs.MissingInput, match="python -m theory_checks bbp --quick"):
+    bbp_transition.make_figure(inputs.parse_verdict(v), tmp_path)
+
+
+def test_regime_colours_are_fixed():
+  assert style.regime_colour("noise") == style.regime_colour("p1", 3, 1.0) == "#D55E00"
+  assert style.regime_colour("structured") == style.regime_colour("x", 0, 0.0)
+  assert style.regime_colour("natural_text") == style.REGIME_COLOURS["natural"]
+
+
+def test_unknown_format_version_is_a_clear_error(tmp_path, capsys):
+  bad = tmp_path / "runs" / "old"
+  bad.mkdir(parents=True)
+  (bad / "run.json").write_text(json.dumps({"format_version": 999, "package_version": "9.9"}))
+  (bad / "DONE").write_text("done\n")
+  with pytest.raises(run_folder.RunFormatError, match="format version 999"):
+    inputs.resolve_run(tmp_path / "runs")
+  assert figures_main(["esd_by_regime", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]) == 1
+  assert "format version 999" in capsys.readouterr().err
+  with pytest.raises(inputs.VerdictFormatError, match="missing"):
+    inputs.parse_verdict({"check": "x"})
+
+
+def test_missing_inputs_name_the_command(tmp_path, capsys):
+  with pytest.raises(inputs.MissingInput, match="python -m lab main"):
+    inputs.resolve_run(tmp_path)
+  with pytest.raises(inputs.MissingInput, match="python -m theory_checks tracy_widom --quick"):
+    inputs.load_verdict(tmp_path, "tracy_widom")
+  assert figures_main(["all", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+  err = capsys.readouterr().err
+  assert "produce it with: python -m lab main" in err
+
+
+def test_cli_list_and_all(tiny_run, tmp_path, capsys):
+  runs, run = tiny_run
+  assert figures_main(["list"]) == 0
+  listed = capsys.readouterr().out
+  assert all(n in listed for n in registry.figure_names())
+  figure_fixtures.write_verdicts(tmp_path / "checks")
+  code = figures_main(["all", "--runs", str(runs), "--checks", str(tmp_path / "checks"), "--out", str(tmp_path)])
+  assert code == 0
+  for n in registry.figure_names():
+    assert (tmp_path / f"{n}.png").exists() and (tmp_path / f"{n}.pdf").exists() and (tmp_path / f"{n}.json").exists()
