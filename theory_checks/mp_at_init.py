@@ -1,4 +1,5 @@
-"""Check 1: at initialisation every weight matrix's ESD follows Marchenko-Pastur, bulk and edge, with its stated variance.
+"""Check 1: at initialisation every weight matrix's ESD follows Marchenko-Pastur (bulk and edge) with its stated
+variance.
 
 Prediction (Marchenko & Pastur 1967; THEORY.md sections 1-2): a matrix with iid N(0, sigma^2) entries, oriented
 ``N x M`` with ``q = M / N``, has the ESD of ``X = W^T W / N`` close to MP(q, sigma^2) with no parameter fitted:
@@ -60,7 +61,7 @@ def matrix_stats(ev: np.ndarray, shape, sigma2: float) -> tuple[float, float]:
 
 
 def independent_members(run: Run) -> list[int]:
-  """One member per seed index: members of one seed share their initial weights."""
+  """One member per seed index: members of one seed share their initial weights (up to a per-member init scale)."""
   seen, out = set(), []
   for m in run.members:
     if m["seed_index"] not in seen:

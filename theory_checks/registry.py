@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from theory_checks import bbp, mp_at_init, tw_fluctuations
+from theory_checks import (bbp, hessian_outliers, ht_generalisation, jacobian_spectra, mp_at_init, noise_structure,
+                            random_labels, rank_collapse, tw_fluctuations, wigner_goe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,20 @@ CHECKS = {c.name: c for c in [
           tw_fluctuations.run, tw_fluctuations.calibrate),
     Check(bbp.NAME, "3. BBP transition: threshold q^(1/4), outlier position and overlaps of planted spikes",
           bbp.run, bbp.calibrate),
+    Check(wigner_goe.NAME, "4. semicircle and GOE spacing ratio; bulk spacing ratio of trained weights (run folder)",
+          wigner_goe.run),
+    Check(jacobian_spectra.NAME, "5. deep linear Fuss-Catalan, orthogonal isometry, tanh at criticality (input at q*)",
+          jacobian_spectra.run),
+    Check(rank_collapse.NAME, "6. rank collapse in attention-only stacks; skip connections prevent it",
+          rank_collapse.run),
+    Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p: outliers, alpha, KS, randomized "
+          "baseline, weight-decay control (run folders)", noise_structure.run),
+    Check(random_labels.NAME, "8. random vs real labels [needs models generators: INCONCLUSIVE until then]",
+          random_labels.run),
+    Check(ht_generalisation.NAME, "9. alpha / alpha-weighted vs held-out loss, Spearman + bootstrap CI [needs a "
+          "task with a generalisation gap: INCONCLUSIVE until then]", ht_generalisation.run),
+    Check(hessian_outliers.NAME, "10. Hessian of a C-class classifier: bulk + about C (or C-1) outliers",
+          hessian_outliers.run),
 ]}
 
 
