@@ -8,7 +8,9 @@ vmapped chunks), the speed-up ratio sequential / ensemble, tokens/s, and model F
 machine's measured matmul peak (training FLOPs per token ``6 N + 12 layers d_model L``, Kaplan et al. 2020; N
 non-embedding parameters). Then the cost of spectral tracking at the flagship's default snapshot schedule:
 ``snapshots x (time of one snapshot: ESDs of every matrix + held-out evaluation, fetched to the host)`` over
-``steps x (time of one step)``, and the strategy this machine should use by default.
+``steps x (time of one step)``, the same for Jacobian tracking (``tracking.track_jacobian`` at its default probe
+batch) and, with ``--hessian-tracking``, Hessian tracking (minutes on a CPU; ``bench/bench_hessian.py`` always
+prints it), and the strategy this machine should use by default.
 """
 
 from __future__ import annotations
@@ -122,6 +124,34 @@ def spectral_overhead(strategy: str, steps: int) -> tuple[float, float, float]:
   return step_time, snap_time, n_snap * snap_time / (cfg.train.steps * step_time)
 
 
+def tracking_seconds(cfg: RunConfig, strategy: str, repeats: int = 2) -> tuple[float, float]:
+  """(compile seconds, seconds per snapshot: best of ``repeats``) of ``cfg``'s Jacobian/Hessian tracking over every
+  member (``models.train.make_tracking``), results fetched to the host."""
+  keys, hp, graphdef, task = setup(cfg)
+  track = train.make_tracking(cfg, graphdef, strategy, task)
+  params = train.init_state(cfg, keys, hp)["params"]
+  compile_time = _time(lambda: jax.device_get(track(params, keys, hp["noise_p"])))
+  return compile_time, min(_time(lambda: jax.device_get(track(params, keys, hp["noise_p"]))) for _ in range(repeats))
+
+
+def tracking_costs(strategy: str, hessian: bool) -> list[tuple[str, str, float, float]]:
+  """(name, description, compile seconds, seconds per snapshot) of Jacobian tracking and, when ``hessian``, Hessian
+  tracking, each alone at its default settings on the flagship config."""
+  base = RunConfig()
+  parts = [("Jacobian", {"tracking.track_jacobian": True})] + (
+      [("Hessian", {"tracking.track_hessian": True})] if hessian else [])
+  out = []
+  for name, overrides in parts:
+    cfg = with_overrides(base, overrides)
+    compile_t, t = tracking_seconds(cfg, strategy, repeats=2 if name == "Jacobian" else 1)
+    tc = cfg.tracking
+    what = (f"{tc.jacobian_probe_batch} probes, {base.model.num_layers} blocks + network" if name == "Jacobian" else
+            f"top {tc.hessian_top_k} by {tc.hessian_lanczos_steps} Lanczos steps + Hutch++ "
+            f"{tc.hessian_trace_matvecs} products")
+    out.append((name, what, compile_t, t))
+  return out
+
+
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--widths", default=None, help="comma-separated d_model values (default 64,128,256; GPU adds 512)")
@@ -130,6 +160,7 @@ def main(argv=None) -> int:
   ap.add_argument("--strategies", default="vmap,map,chunked")
   ap.add_argument("--device-report", action="store_true", help="print every device and the memory in use")
   ap.add_argument("--skip-spectral", action="store_true")
+  ap.add_argument("--hessian-tracking", action="store_true", help="also time Hessian tracking (minutes on a CPU)")
   args = ap.parse_args(argv)
   gpu = jax.default_backend() != "cpu"
   widths = [int(w) for w in (args.widths or ("64,128,256,512" if gpu else "64,128,256")).split(",")]
@@ -168,6 +199,10 @@ def main(argv=None) -> int:
     print(f"spectral tracking, flagship config ({cfg.num_members} members, {strategy}): step {step_t * 1e3:.1f} ms, "
           f"snapshot {snap_t * 1e3:.1f} ms; {len(cfg.train.snapshot_steps)} snapshots over {cfg.train.steps} steps "
           f"-> overhead {overhead:.1%} (target < 10%)")
+    n_snap, steps = len(cfg.train.snapshot_steps), cfg.train.steps
+    for name, what, compile_t, t in tracking_costs(strategy, args.hessian_tracking):
+      print(f"{name} tracking ({what}): {t * 1e3:.0f} ms per snapshot (compile {compile_t:.1f} s) -> overhead "
+            f"{n_snap * t / (steps * step_t):.1%}")
   return 0
 
 

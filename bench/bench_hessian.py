@@ -1,72 +1,41 @@
 """Cost of curvature and Jacobian spectra, measured side by side in one run (ratios, never asserted).
 
-1. One Hessian-vector product (forward-over-reverse) relative to one gradient, on a transformer-like loss (theory:
-   a small constant, about 2-4), and a Gauss-Newton product; peak temporary memory from XLA's memory analysis.
+1. One Hessian-vector product (forward-over-reverse) relative to one gradient of the training loss of the real model,
+   ``models.transformer.Transformer`` at the default ``RunConfig`` (theory: a small constant, about 2-4), and a
+   Gauss-Newton product; peak temporary memory from XLA's memory analysis.
 2. A 100-step SLQ density (one probe) relative to one gradient.
 3. Input-output Jacobian spectrum: materialised Jacobian + SVD versus matrix-free Lanczos (top k) at growing width.
+4. Tracking overhead at the flagship's default snapshot schedule (``models.tracking``): seconds per snapshot of the
+   weight spectra + evaluation, of Jacobian tracking and of Hessian tracking (every member, default settings), and
+   the training time with tracking off versus Jacobian + Hessian tracking on, ``steps x step + snapshots x
+   snapshot``, all timed here after compilation.
 
-The model is a stand-in written here in plain jax.numpy (pre-LayerNorm causal attention + GELU MLP blocks), because
-this branch must not import ``models/``; point ``make_loss`` at the real model (``nnx.split`` / ``nnx.merge``) later.
-
-Run: ``PYTHONPATH=. python bench/bench_hessian.py [--quick]``.
+Run: ``PYTHONPATH=. python bench/bench_hessian.py [--quick] [--skip-tracking]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spectral import hessian as hs
-from spectral import jacobian as jc
-from spectral import lanczos as lz
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
 
-
-def init_transformer(key, vocab, d_model, heads, layers, seq_len):
-  keys = iter(jax.random.split(key, 4 + 6 * layers))
-  dense = lambda shape: jax.random.normal(next(keys), shape) / np.sqrt(shape[0])
-  params = {"embed": jax.random.normal(next(keys), (vocab, d_model)) * 0.02,
-            "pos": jax.random.normal(next(keys), (seq_len, d_model)) * 0.02,
-            "unembed": dense((d_model, vocab)), "blocks": []}
-  for _ in range(layers):
-    params["blocks"].append({"qkv": dense((d_model, 3 * d_model)), "out": dense((d_model, d_model)),
-                             "up": dense((d_model, 4 * d_model)), "down": dense((4 * d_model, d_model)),
-                             "ln1": jnp.ones((d_model,)), "ln2": jnp.ones((d_model,))})
-  return params
-
-
-def _layer_norm(x, scale):
-  x = x - jnp.mean(x, axis=-1, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-6) * scale[None, None, :]
-
-
-def transformer_logits(params, tokens_BxL, heads):
-  b, seq = tokens_BxL.shape
-  x = params["embed"][tokens_BxL] + params["pos"][None, :seq, :]
-  d = x.shape[-1]
-  mask = jnp.tril(jnp.ones((seq, seq), bool))
-  for blk in params["blocks"]:
-    h = _layer_norm(x, blk["ln1"])
-    q, k, v = jnp.split(h @ blk["qkv"], 3, axis=-1)
-    split = lambda t: t.reshape(b, seq, heads, d // heads)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", split(q), split(k)) / np.sqrt(d // heads)
-    scores = jnp.where(mask[None, None, :, :], scores, -1e9)
-    att = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), split(v)).reshape(b, seq, d)
-    x = x + att @ blk["out"]
-    x = x + jax.nn.gelu(_layer_norm(x, blk["ln2"]) @ blk["up"]) @ blk["down"]
-  return x @ params["unembed"]
-
-
-def make_loss(heads):
-  def loss(params, batch):
-    logits = transformer_logits(params, batch[:, :-1], heads)
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(logp, batch[:, 1:, None], axis=-1))
-  return loss
+from bench import bench_ensemble  # noqa: E402
+from models import train  # noqa: E402
+from models.config import RunConfig  # noqa: E402
+from models.data import make_task  # noqa: E402
+from spectral import hessian as hs  # noqa: E402
+from spectral import jacobian as jc  # noqa: E402
+from spectral import lanczos as lz  # noqa: E402
 
 
 def timeit(fn, *args, repeats=5):
@@ -87,21 +56,28 @@ def temp_bytes(fn, *args):
 
 
 def bench_curvature(quick):
-  vocab, d_model, heads, layers, seq_len, batch = 64, 64, 4, 2, 33, 8
-  params = init_transformer(jax.random.key(0), vocab, d_model, heads, layers, seq_len)
-  tokens = jax.random.randint(jax.random.key(1), (batch, seq_len), 0, vocab)
-  loss = make_loss(heads)
-  flat, unravel = ravel_pytree(params)
-  print(f"stand-in transformer: {layers} blocks, d_model {d_model}, {heads} heads, seq {seq_len - 1}, batch {batch},"
-        f" {flat.size} parameters")
+  cfg = RunConfig()
+  graphdef, task = train.graphdef_of(cfg), make_task(cfg.data)
+  params = train.init_params(cfg, train.member_key(cfg, 0))
+  tokens, weights = task.train_batch(jax.random.key(1), 0, 0.5)
+  loss = lambda p, b: train.loss_and_accuracy(graphdef, p, b, weights)[0]
+  flat, _ = ravel_pytree(params)
+  m = cfg.model
+  print(f"models.transformer.Transformer, default config: {m.num_layers} blocks, d_model {m.d_model}, {m.num_heads} "
+        f"heads, {m.norm}-LayerNorm, {m.activation}; vocab {cfg.data.vocab_size}, seq {cfg.data.seq_len}, batch "
+        f"{cfg.data.batch_size}; {flat.size} parameters")
   v = jax.random.normal(jax.random.key(2), flat.shape)
+
+  def logits_fn(p, b):
+    return nnx.merge(graphdef, p)(b[:, :-1])
+
+  def output_loss(o, b):
+    ce = optax.softmax_cross_entropy_with_integer_labels(o, b[:, 1:])
+    return ce.mean() if weights is None else (ce * jnp.asarray(weights)[None, :]).sum() / (weights.sum() * b.shape[0])
 
   grad_fn = jax.jit(lambda p: ravel_pytree(jax.grad(loss)(p, tokens))[0])
   hvp_fn = jax.jit(lambda p, v: hs.hessian_operator(loss, p, tokens, check=False).matvec(v))
-  gn_fn = jax.jit(lambda p, v: hs.gauss_newton_operator(
-      lambda q, b: transformer_logits(q, b[:, :-1], heads),
-      lambda o, b: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(o), b[:, 1:, None], axis=-1)),
-      p, tokens, check=False).matvec(v))
+  gn_fn = jax.jit(lambda p, v: hs.gauss_newton_operator(logits_fn, output_loss, p, tokens, check=False).matvec(v))
   steps = 20 if quick else 100
   slq_fn = jax.jit(lambda p, k: lz.slq(hs.hessian_operator(loss, p, tokens, check=False).matvec, flat.size, k,
                                        num_steps=steps, num_probes=1))
@@ -124,8 +100,8 @@ def bench_jacobian(quick):
   widths = [32, 64, 128, 256] if quick else [64, 128, 256, 512, 1024]
   k, steps = 8, 64
   print(f"\nJacobian of a 2-layer tanh MLP R^n -> R^n (hidden n): top {k} singular values")
-  print(f"{'n':>6}{'exact (jac+SVD) s':>20}{'Lanczos {0} steps s'.format(steps):>22}{'exact / Lanczos':>17}"
-        f"{'max rel diff':>14}")
+  print(f"{'n':>6}{'exact (jac+SVD) s':>20}{'Lanczos min(n, {0}) steps s'.format(steps):>30}"
+        f"{'exact / Lanczos':>17}{'max rel diff':>14}")
   for n in widths:
     k1, k2, k3 = jax.random.split(jax.random.key(n), 3)
     w1 = jax.random.normal(k1, (n, n)) / np.sqrt(n)
@@ -134,20 +110,43 @@ def bench_jacobian(quick):
     fn = lambda w1, w2, x: w2 @ jnp.tanh(w1 @ x)
     exact = jax.jit(lambda w1, w2, x: jc.jacobian_singular_values(lambda y: fn(w1, w2, y), x, k, method="exact"))
     free = jax.jit(lambda w1, w2, x: jc.jacobian_singular_values(lambda y: fn(w1, w2, y), x, k, method="lanczos",
-                                                                 num_steps=steps))
+                                                                 num_steps=min(n, steps)))
     t_exact = timeit(exact, w1, w2, x, repeats=3)
     t_free = timeit(free, w1, w2, x, repeats=3)
     diff = float(jnp.max(jnp.abs(free(w1, w2, x) / exact(w1, w2, x) - 1.0)))
-    print(f"{n:>6}{t_exact:>20.4f}{t_free:>22.4f}{t_exact / t_free:>17.2f}{diff:>14.1e}")
+    print(f"{n:>6}{t_exact:>20.4f}{t_free:>30.4f}{t_exact / t_free:>17.2f}{diff:>14.1e}")
+
+
+def bench_tracking(step_repeats: int = 10):
+  cfg = RunConfig()
+  strategy = train.resolve_strategy(cfg.train.ensemble_strategy)
+  n_snap, steps = len(cfg.train.snapshot_steps), cfg.train.steps
+  step_t, snap_t, _ = bench_ensemble.spectral_overhead(strategy, step_repeats)
+  costs = bench_ensemble.tracking_costs(strategy, hessian=True)
+  print(f"\nTracking at the flagship's default schedule: {cfg.num_members} members ({strategy}), {n_snap} snapshots "
+        f"over {steps} steps; one training step {step_t * 1e3:.1f} ms")
+  print(f"{'per snapshot, every member':<64}{'seconds':>9}{'compile s':>11}{'x step':>8}{'overhead':>10}")
+  train_t = steps * step_t
+  print(f"{'weight spectra (ESD of every matrix) + held-out evaluation':<64}{snap_t:>9.3f}{'':>11}"
+        f"{snap_t / step_t:>8.1f}{n_snap * snap_t / train_t:>10.1%}")
+  for name, what, compile_t, t in costs:
+    print(f"{name + ' (' + what + ')':<64}{t:>9.3f}{compile_t:>11.1f}{t / step_t:>8.1f}{n_snap * t / train_t:>10.1%}")
+  off = train_t + n_snap * snap_t
+  on = off + n_snap * sum(t for *_, t in costs)
+  print(f"training time (compiled, excluding compilation): tracking off {off:.1f} s, Jacobian + Hessian tracking on "
+        f"{on:.1f} s, ratio on / off {on / off:.2f}")
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+  parser.add_argument("--skip-tracking", action="store_true", help="skip the tracking overhead (minutes on a CPU)")
   args = parser.parse_args()
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
   bench_curvature(args.quick)
   bench_jacobian(args.quick)
+  if not args.skip_tracking:
+    bench_tracking(3 if args.quick else 10)
 
 
 if __name__ == "__main__":

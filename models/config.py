@@ -231,6 +231,45 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+  """Jacobian and Hessian spectra recorded at every snapshot step (``models.tracking`` documents the maths).
+
+  Both are off by default: the flagship's outputs (metrics, spectra, checkpoints) are then byte-for-byte what they
+  were before this section existed, and tracking costs nothing. Jacobian tracking is cheap (about ``d_model`` forward
+  passes of one probe sequence per probe and member); Hessian tracking costs ``hessian_lanczos_steps +
+  hessian_trace_matvecs`` Hessian-vector products (each 2-4 gradients) of one training batch per member and snapshot,
+  which at the default schedule is comparable to the training itself (``bench/bench_hessian.py`` measures it).
+
+  ``track_jacobian``: singular values of the per-token input-output Jacobian (``d_model x d_model``) of every block
+  and of the whole network, on ``jacobian_probe_batch`` probe sequences fixed per member (the same at every
+  snapshot). ``jacobian_position``: the token whose output is differentiated in its own input (negative counts from
+  the end; ``-1`` = last). ``track_hessian``: the top ``hessian_top_k`` eigenvalues of the training loss on a fixed
+  probe batch (Lanczos with ``hessian_lanczos_steps`` steps and full reorthogonalisation) and its trace by Hutch++
+  with ``hessian_trace_matvecs`` products, with its standard error.
+  """
+
+  track_jacobian: bool = False
+  jacobian_probe_batch: int = 4
+  jacobian_position: int = -1
+  track_hessian: bool = False
+  hessian_top_k: int = 4
+  hessian_lanczos_steps: int = 40
+  hessian_trace_matvecs: int = 30
+
+  def __post_init__(self):
+    if self.jacobian_probe_batch < 1:
+      raise ValueError(f"tracking.jacobian_probe_batch: expected >= 1, got {self.jacobian_probe_batch}")
+    if self.hessian_top_k < 1:
+      raise ValueError(f"tracking.hessian_top_k: expected >= 1, got {self.hessian_top_k}")
+    if self.hessian_lanczos_steps < self.hessian_top_k:
+      raise ValueError(f"tracking.hessian_lanczos_steps: expected >= tracking.hessian_top_k = {self.hessian_top_k}"
+                       f", got {self.hessian_lanczos_steps}")
+    if self.hessian_trace_matvecs < 6:
+      raise ValueError(f"tracking.hessian_trace_matvecs: Hutch++ needs >= 6 (three groups of >= 2), got "
+                       f"{self.hessian_trace_matvecs}")
+
+
+@dataclasses.dataclass(frozen=True)
 class MemberSpec:
   """One ensemble member, explicitly. ``None`` hyper-parameters take the run-wide value (``train.learning_rate``,
   ``train.weight_decay``, ``model.init_scale``); ``regime`` defaults to ``"p=<noise_p>"``."""
@@ -292,6 +331,13 @@ class RunConfig:
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
+  tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+
+  def __post_init__(self):
+    length = self.data.seq_len
+    if not -length <= self.tracking.jacobian_position < length:
+      raise ValueError(f"tracking.jacobian_position: expected in [-{length}, {length}) (data.seq_len = {length}), "
+                       f"got {self.tracking.jacobian_position}")
 
   def __post_init__(self):
     if self.data.batch_size % self.train.data_parallel:

@@ -10,11 +10,18 @@ Layout of ``runs/<name>/`` (format version ``FORMAT_VERSION``)::
   metrics.csv          tidy scalars: one row per (step, member, layer, metric); layer is "" for whole-model metrics.
                        Metrics: train_loss, train_accuracy, grad_norm and weight_norm (per matrix, Frobenius), every
                        ``train.log_every`` steps; test_loss, test_accuracy, frobenius_norm_sq_over_n at snapshots;
-                       diverged (1.0) and diverged_at_step when a member froze
+                       diverged (1.0) and diverged_at_step when a member froze; with ``tracking.track_hessian``
+                       also hessian_top_1 .. hessian_top_k (largest first), hessian_trace and hessian_trace_se
+                       (Hutch++ and its standard error) at snapshots (``models.tracking``)
   spectra/step_NNNNNN.npz   per snapshot step, name -> (members, M) float32 ESD eigenvalues (ascending)
+  jacobians/step_NNNNNN.npz only with ``tracking.track_jacobian``: per snapshot step, ``blocks.<l>`` and ``network``
+                       -> (members, probes, d_model) float32 singular values (descending) of the per-token
+                       input-output Jacobian at ``tracking.jacobian_position`` on fixed probe sequences
+                       (``models.tracking`` states the conventions)
   checkpoints/<step>/  Orbax checkpoints of the training state (``models.checkpoint``), the latest few kept
   DONE                 written last; a folder without it is unfinished (resumable from its last checkpoint)
 
+The tracking files are additions to format version 1: a folder without them reads as before (``Run.jacobians`` empty).
 Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file behind.
 Readers call ``load_run``, which checks the format version and says clearly when it cannot read a folder.
 """
@@ -53,14 +60,35 @@ def read_json(path: pathlib.Path) -> Any:
   return json.loads(pathlib.Path(path).read_text())
 
 
-def write_spectra(run_dir: pathlib.Path, step: int, spectra: dict[str, np.ndarray]) -> pathlib.Path:
-  """Store one snapshot: name -> (members, M) eigenvalues."""
+SNAPSHOT_FOLDERS = ("spectra", "jacobians")
+"""Folders of per-snapshot ``step_NNNNNN.npz`` array files."""
+
+
+def _write_snapshot_arrays(run_dir: pathlib.Path, folder: str, step: int, arrays: dict[str, np.ndarray]):
   buf = io.BytesIO()
-  np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in spectra.items()})
-  path = run_dir / "spectra" / f"step_{step:06d}.npz"
+  np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+  path = run_dir / folder / f"step_{step:06d}.npz"
   path.parent.mkdir(parents=True, exist_ok=True)
   atomic_write_bytes(path, buf.getvalue())
   return path
+
+
+def _read_snapshot_arrays(run_dir: pathlib.Path, folder: str) -> dict[int, dict[str, np.ndarray]]:
+  out = {}
+  for f in sorted((run_dir / folder).glob("step_*.npz")):
+    with np.load(f) as z:
+      out[int(f.stem.split("_")[1])] = {k: z[k] for k in z.files}
+  return out
+
+
+def write_spectra(run_dir: pathlib.Path, step: int, spectra: dict[str, np.ndarray]) -> pathlib.Path:
+  """Store one snapshot: name -> (members, M) eigenvalues."""
+  return _write_snapshot_arrays(run_dir, "spectra", step, spectra)
+
+
+def write_jacobians(run_dir: pathlib.Path, step: int, svals: dict[str, np.ndarray]) -> pathlib.Path:
+  """Store one snapshot's Jacobian spectra: name -> (members, probes, d) singular values."""
+  return _write_snapshot_arrays(run_dir, "jacobians", step, svals)
 
 
 def append_metrics(run_dir: pathlib.Path, rows: Iterable[tuple]) -> None:
@@ -90,14 +118,16 @@ def _complete_rows(path: pathlib.Path) -> tuple[str, list[tuple[int, str]]]:
 
 
 def truncate_after(run_dir: pathlib.Path, step: int) -> None:
-  """Drop metric rows and spectra of steps ``>= step`` (they are recomputed when a run resumes from ``step``)."""
+  """Drop metric rows, spectra and Jacobian spectra of steps ``>= step`` (recomputed when a run resumes from
+  ``step``)."""
   path = run_dir / "metrics.csv"
   if path.exists():
     header, rows = _complete_rows(path)
     atomic_write_bytes(path, "".join([header, *(line for s, line in rows if s < step)]).encode())
-  for f in (run_dir / "spectra").glob("step_*.npz"):
-    if int(f.stem.split("_")[1]) >= step:
-      f.unlink()
+  for folder in SNAPSHOT_FOLDERS:
+    for f in (run_dir / folder).glob("step_*.npz"):
+      if int(f.stem.split("_")[1]) >= step:
+        f.unlink()
 
 
 def read_metrics_if_any(run_dir: pathlib.Path) -> list[dict[str, Any]]:
@@ -107,13 +137,15 @@ def read_metrics_if_any(run_dir: pathlib.Path) -> list[dict[str, Any]]:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """A finished run folder, read back."""
+  """A finished run folder, read back. ``spectra[step][name]`` is ``(members, M)``; ``jacobians[step][name]`` is
+  ``(members, probes, d)`` (empty unless the run tracked Jacobians)."""
 
   path: pathlib.Path
   config: dict[str, Any]
   info: dict[str, Any]
   metrics: list[dict[str, Any]]
   spectra: dict[int, dict[str, np.ndarray]]
+  jacobians: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
   @property
   def name(self) -> str:
@@ -165,8 +197,5 @@ def load_run(path: str | pathlib.Path, *, require_done: bool = True) -> Run:
     raise RunFormatError(f"{path}: run is unfinished (no DONE marker); resume it or pass require_done=False")
   config = json.loads((path / "config.json").read_text())
   metrics = read_metrics(path / "metrics.csv") if (path / "metrics.csv").exists() else []
-  spectra = {}
-  for f in sorted((path / "spectra").glob("step_*.npz")):
-    with np.load(f) as z:
-      spectra[int(f.stem.split("_")[1])] = {k: z[k] for k in z.files}
-  return Run(path=path, config=config, info=info, metrics=metrics, spectra=spectra)
+  return Run(path=path, config=config, info=info, metrics=metrics, spectra=_read_snapshot_arrays(path, "spectra"),
+             jacobians=_read_snapshot_arrays(path, "jacobians"))

@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from models import run_folder, sharding
+from models import run_folder, sharding, tracking
 from models.checkpoint import Checkpointer
 from models.config import Member, RunConfig, TrainConfig, config_from_dict
 from models.data import Task, make_task
@@ -49,7 +49,7 @@ from models.weight_matrices import path_name, weight_matrices
 from spectral.esd import esd
 
 __all__ = ["Member", "members_of", "member_key", "train_run", "make_ensemble_step", "make_member_step",
-           "make_optimizer", "init_params", "graphdef_of", "member_hparams", "init_state"]
+           "make_optimizer", "init_params", "graphdef_of", "member_hparams", "init_state", "make_tracking"]
 
 
 def members_of(cfg: RunConfig) -> list[Member]:
@@ -250,6 +250,19 @@ def make_evaluate(cfg: RunConfig, graphdef, strategy: str, task: Task | None = N
   return jax.jit(sharding.shard_over_members(per_device, mesh, in_axes))
 
 
+def make_tracking(cfg: RunConfig, graphdef, strategy: str, task: Task | None = None, mesh=None) -> Callable | None:
+  """Jitted (params, keys, noise_p) -> Jacobian/Hessian spectra of every member (``models.tracking``), or ``None``
+  when the ``tracking`` section switches everything off."""
+  task = make_task(cfg.data) if task is None else task
+  loss_fn = lambda params, tokens, weights: loss_and_accuracy(graphdef, params, tokens, weights)[0]
+  member = tracking.member_tracking(cfg, graphdef, task, loss_fn)
+  if member is None:
+    return None
+  in_axes = (0, 0, 0)
+  per_device = over_members(member, strategy, in_axes, cfg.train.chunk_size)
+  return jax.jit(sharding.shard_over_members(per_device, mesh, in_axes))
+
+
 @jax.jit
 def _spectra_of(matrices):
   return {k: esd(v) for k, v in matrices.items()}
@@ -392,6 +405,7 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
   state, keys, hparams = sharding.place_members((state, keys, hparams), mesh)
   step_fn = make_ensemble_step(cfg, graphdef, strategy, task, mesh)
   evaluate = make_evaluate(cfg, graphdef, strategy, task, mesh)
+  track = make_tracking(cfg, graphdef, strategy, task, mesh)
 
   matrices = weight_matrices(state["params"], ensemble_dims=1)
   info = environment_info(cfg, strategy)
@@ -439,6 +453,9 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
         params = state["params"]
         writer.put(lambda s, sp, ev: write_snapshot(s, sp, ev), step,
                    _spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
+        if track is not None:
+          writer.put(lambda s, out: tracking.write_tracking(run_dir, s, out), step, track(params, keys,
+                                                                                        hparams["noise_p"]))
       if step == cfg.train.steps:
         break
       if stop_after is not None and step - start >= stop_after:

@@ -122,9 +122,13 @@ class Transformer(nnx.Module):
     if not self.tied:
       self.unembed = nnx.Linear(d, vocab_size, kernel_init=kernel_init(cfg, d), rngs=rngs)
 
-  def __call__(self, tokens_BxL):
+  def embed_tokens(self, tokens_BxL):
+    """The residual stream entering the first block: token plus positional embedding, (B, L, D)."""
     length = tokens_BxL.shape[-1]
-    x = self.embed(tokens_BxL) + self.pos_embed[...][None, :length]
+    return self.embed(tokens_BxL) + self.pos_embed[...][None, :length]
+
+  def __call__(self, tokens_BxL):
+    x = self.embed_tokens(tokens_BxL)
     mask = nnx.make_causal_mask(tokens_BxL)
     for block in self.blocks:
       x = block(x, mask)
