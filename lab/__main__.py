@@ -4,6 +4,9 @@
   python -m lab sweep run SWEEP.toml [--out DIR] [--dry-run] [--retry-failed]
   python -m lab sweep summarize DIR
   python -m lab sweep status DIR
+  python -m lab analyze RUN_DIR [--member I] [--step S] [--json P] [--csv P] [--randomize] [--level L]
+
+``--distributed`` (before the command) calls ``jax.distributed.initialize()`` first, for multi-host runs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ def parse_override(text: str) -> tuple[str, object]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--distributed", action="store_true",
+                      help="call jax.distributed.initialize() first (TPU pods, Slurm); only process 0 writes files")
   sub = parser.add_subparsers(dest="command", required=True)
   p_main = sub.add_parser("main", help="the flagship experiment: noise vs structure vs the meso-scale")
   p_main.add_argument("--config", help="a .json or .toml RunConfig (unknown keys are an error)")
@@ -48,7 +53,22 @@ def main(argv=None) -> int:
   p_run.add_argument("--no-progress", action="store_true")
   for name, text in (("summarize", "write results.csv, the tidy table"), ("status", "count points per state")):
     sweep_sub.add_parser(name, help=text).add_argument("folder")
+  p_an = sub.add_parser("analyze", help="spectral metrics table of one member's weights from a run's checkpoint")
+  p_an.add_argument("run_dir")
+  p_an.add_argument("--member", type=int, default=0)
+  p_an.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  p_an.add_argument("--json", dest="json_path")
+  p_an.add_argument("--csv", dest="csv_path")
+  p_an.add_argument("--level", type=float, default=0.01)
+  p_an.add_argument("--randomize", action="store_true")
+  p_an.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  if args.distributed:
+    from models.sharding import initialize_distributed
+
+    initialize_distributed()
+  if args.command == "analyze":
+    return analyze_main(args)
   if args.command == "sweep":
     return sweep_main(args)
   if args.command == "main":
@@ -56,6 +76,24 @@ def main(argv=None) -> int:
     if args.set:
       cfg = with_overrides(cfg, dict(args.set))
     run_main_job(cfg, args.runs, progress=not args.no_progress)
+  return 0
+
+
+def analyze_main(args) -> int:
+  """The checkpointed weights of one member, analysed by ``spectral`` (the run-folder loader of ``spectral analyze``)."""
+  import jax
+
+  from models.train import load_trained_params
+  from models.weight_matrices import weight_matrices
+  from spectral.__main__ import report
+
+  step, cfg, params = load_trained_params(args.run_dir, args.step)
+  if not 0 <= args.member < cfg.num_members:
+    raise SystemExit(f"error: --member: expected 0..{cfg.num_members - 1}, got {args.member}")
+  member = jax.tree_util.tree_map(lambda x: x[args.member], params)
+  print(f"run {args.run_dir}, member {args.member}, checkpoint step {step}")
+  report(weight_matrices(member), level=args.level, randomize=args.randomize, seed=args.seed,
+         json_path=args.json_path, csv_path=args.csv_path)
   return 0
 
 

@@ -49,6 +49,22 @@ def format_table(rows) -> str:
   return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
+def report(matrices, *, level=0.01, randomize=False, seed=0, per_head=False, json_path=None, csv_path=None):
+  """Analyse ``matrices`` (name -> array), print the table and write it as JSON / CSV when paths are given."""
+  rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=seed, per_head=per_head)
+  print(format_table(rows))
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump([{k: _jsonable(v) for k, v in r.items()} for r in rows], f, indent=1)
+  if csv_path:
+    with open(csv_path, "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      for r in rows:
+        writer.writerow({k: ("x".join(map(str, v)) if k == "shape" else _jsonable(v)) for k, v in r.items()})
+  return rows
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m spectral", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", required=True)
@@ -70,18 +86,8 @@ def main(argv=None) -> int:
     print(f"error: --level: expected a probability in (0, 1), got {args.level}", file=sys.stderr)
     return 2
   matrices = {k: v for k, v in arrays.items() if np.ndim(v) >= 2}
-  rows = analyze_lib.analyze(matrices, level=args.level, randomize=args.randomize, seed=args.seed,
-                             per_head=args.per_head)
-  print(format_table(rows))
-  if args.json_path:
-    with open(args.json_path, "w") as f:
-      json.dump([{k: _jsonable(v) for k, v in r.items()} for r in rows], f, indent=1)
-  if args.csv_path:
-    with open(args.csv_path, "w", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-      writer.writeheader()
-      for r in rows:
-        writer.writerow({k: ("x".join(map(str, v)) if k == "shape" else _jsonable(v)) for k, v in r.items()})
+  report(matrices, level=args.level, randomize=args.randomize, seed=args.seed, per_head=args.per_head,
+         json_path=args.json_path, csv_path=args.csv_path)
   return 0
 
 
