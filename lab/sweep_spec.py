@@ -33,12 +33,11 @@ import itertools
 import json
 import math
 import pathlib
-import tomllib
 from typing import Any
 
 import numpy as np
 
-from models.config import MemberSpec, RunConfig, config_from_dict, load_config
+from models.config import MemberSpec, RunConfig, config_from_dict, load_config, read_table_file
 
 MEMBER_AXES = ("seed", "p", "learning_rate", "weight_decay", "init_scale")
 SWEEP_KEYS = ("name", "mode", "samples", "seed", "max_members", "base_config")
@@ -102,13 +101,7 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
 def load_sweep(path: str | pathlib.Path) -> SweepSpec:
   """Parse and validate a sweep file (unknown keys anywhere are an error naming the key)."""
   path = pathlib.Path(path)
-  if path.suffix == ".toml":
-    raw = tomllib.loads(path.read_text())
-  elif path.suffix == ".json":
-    raw = json.loads(path.read_text())
-  else:
-    raise ValueError(f"sweep file: expected .toml or .json, got {path}")
-  return sweep_from_dict(raw, base_dir=path.parent)
+  return sweep_from_dict(read_table_file(path, "sweep file"), base_dir=path.parent)
 
 
 def sweep_from_dict(raw: dict[str, Any], base_dir: pathlib.Path = pathlib.Path(".")) -> SweepSpec:

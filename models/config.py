@@ -405,16 +405,19 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
   return _build(RunConfig, raw, "")
 
 
-def load_config(path: str | pathlib.Path) -> RunConfig:
-  """Load a ``RunConfig`` from a ``.json`` or ``.toml`` file."""
+def read_table_file(path: str | pathlib.Path, what: str = "config file") -> dict[str, Any]:
+  """The nested dict of a ``.toml`` or ``.json`` file (``what`` names the file in the error for other suffixes)."""
   path = pathlib.Path(path)
   if path.suffix == ".toml":
-    raw = tomllib.loads(path.read_text())
-  elif path.suffix == ".json":
-    raw = json.loads(path.read_text())
-  else:
-    raise ValueError(f"path: expected a .json or .toml config file, got {path}")
-  return config_from_dict(raw)
+    return tomllib.loads(path.read_text())
+  if path.suffix == ".json":
+    return json.loads(path.read_text())
+  raise ValueError(f"path: expected a .json or .toml {what}, got {path}")
+
+
+def load_config(path: str | pathlib.Path) -> RunConfig:
+  """Load a ``RunConfig`` from a ``.json`` or ``.toml`` file."""
+  return config_from_dict(read_table_file(path))
 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
