@@ -19,3 +19,11 @@ def test_readme_first_screen_has_the_two_commands():
 def test_ci_runs_the_readme_test_command_verbatim():
   test_cmd = _commands()[1]
   assert test_cmd in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_gallery_images_exist():
+  text = (ROOT / "README.md").read_text()
+  images = re.findall(r"\]\((docs/gallery/[^)]+\.png)\)", text)
+  assert images
+  for image in images:
+    assert (ROOT / image).stat().st_size > 10_000, image
