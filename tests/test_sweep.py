@@ -136,3 +136,15 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
   a = (tmp_path / "clean" / "kill" / "results.csv").read_text()
   b = (tmp_path / "killed" / "kill" / "results.csv").read_text()
   assert a == b
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+  from lab.__main__ import main
+
+  path = tmp_path / "s.toml"
+  path.write_text('[sweep]\nname = "dry"\n[base]\ntrain = { steps = 10, snapshot_steps = [0, 10] }\n'
+                  '[axes]\nseed = [0, 1]\n"model.d_model" = [16, 32]\n')
+  assert main(["sweep", "run", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+  printed = capsys.readouterr().out
+  assert "4 points in 2 compiled program(s)" in printed and "MiB per device" in printed
+  assert not (tmp_path / "out").exists()
