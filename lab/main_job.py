@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pathlib
 
-from models.config import RunConfig, TrainConfig, with_overrides
+from models.config import RunConfig, with_overrides
 from models.run_folder import load_run
 from models.train import train_run
 from figures import esd_by_regime
@@ -21,7 +21,7 @@ TINY_OVERRIDES = {"model.d_model": 16, "model.num_heads": 2, "model.num_layers":
 
 
 def default_config() -> RunConfig:
-  return RunConfig(train=TrainConfig())
+  return RunConfig()
 
 
 def run_main_job(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress: bool = True,

@@ -127,14 +127,17 @@ class Transformer(nnx.Module):
     length = tokens_BxL.shape[-1]
     return self.embed(tokens_BxL) + self.pos_embed[...][None, :length]
 
-  def __call__(self, tokens_BxL):
-    x = self.embed_tokens(tokens_BxL)
-    mask = nnx.make_causal_mask(tokens_BxL)
+  def logits_from_embeddings(self, x_BxLxD):
+    """Logits (B, L, V) from the residual stream entering the first block (the output of ``embed_tokens``)."""
+    mask = nnx.make_causal_mask(x_BxLxD[..., 0])
     for block in self.blocks:
-      x = block(x, mask)
+      x_BxLxD = block(x_BxLxD, mask)
     if self.ln_final is not None:
-      x = self.ln_final(x)
-    return self.embed.attend(x) if self.tied else self.unembed(x)
+      x_BxLxD = self.ln_final(x_BxLxD)
+    return self.embed.attend(x_BxLxD) if self.tied else self.unembed(x_BxLxD)
+
+  def __call__(self, tokens_BxL):
+    return self.logits_from_embeddings(self.embed_tokens(tokens_BxL))
 
 
 def init_variance(name: str, cfg: ModelConfig) -> float:
