@@ -451,11 +451,16 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
         checkpointer.save(step, state)
       if step in snapshots:
         params = state["params"]
-        writer.put(lambda s, sp, ev: write_snapshot(s, sp, ev), step,
-                   _spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
+        snapshot = (_spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
+        writer.put(lambda s, sp, ev: write_snapshot(s, sp, ev), step, *snapshot)
         if track is not None:
-          writer.put(lambda s, out: tracking.write_tracking(run_dir, s, out), step, track(params, keys,
-                                                                                        hparams["noise_p"]))
+          tracked = track(params, keys, hparams["noise_p"])
+          writer.put(lambda s, out: tracking.write_tracking(run_dir, s, out), step, tracked)
+          snapshot += (tracked,)
+        # Snapshots run host callbacks (LAPACK eigh), which need the GIL. Dispatching further steps while they are
+        # pending can block this thread inside XLA's in-flight-execution limit *holding* the GIL: a deadlock seen
+        # under CPU contention. Waiting here releases the GIL until the callbacks have run.
+        jax.block_until_ready(snapshot)
       if step == cfg.train.steps:
         break
       if stop_after is not None and step - start >= stop_after:
