@@ -4,7 +4,8 @@ Figures never train and never rerun a measurement. When an input is missing they
 message names the command that produces it (``python -m lab main ...`` for runs, ``python -m theory_checks NAME
 --quick`` for check results); ``python -m figures all --make-missing`` runs exactly those quick commands.
 
-Check results live at ``<runs>/checks/<CHECK>/result.json`` (``theory_checks``' default). A figure reads the
+Check results live where ``models.check_result`` says: ``<runs>/checks/<CHECK>.json`` for a check that reads no run
+folder, ``<runs>/<RUN>/checks/<CHECK>.json`` beside the run folder a check measured. A figure reads the
 ``series`` field (raw arrays) of the verdict; each check-based figure module documents the series names it expects in
 ``SERIES`` (with accepted aliases).
 """
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from models.check_result import checks_dir, existing_result, result_file
 from models.run_folder import Run, RunFormatError, load_run
 
 DEFAULT_RUN = "noise_vs_structure"  # the main job's run name (``python -m lab main``)
@@ -77,16 +79,23 @@ def resolve_run(runs_dir: str | pathlib.Path, name: str | None = None) -> Run:
                    "choose one with --run NAME")
 
 
-def verdict_path(checks_dir: str | pathlib.Path, check: str) -> pathlib.Path:
-  return pathlib.Path(checks_dir) / check / "result.json"
+def default_checks_dirs(runs_dir: str | pathlib.Path, run_names: Iterable[str] = ()) -> list[pathlib.Path]:
+  """Checks folders searched by default: the runs folder's own (checks that read no run folder), then those of the
+  named run folders, or of the main job's run when none is named."""
+  return [checks_dir(runs_dir)] + [checks_dir(pathlib.Path(runs_dir) / n) for n in (list(run_names) or [DEFAULT_RUN])]
 
 
-def load_verdict(checks_dir: str | pathlib.Path, check: str) -> dict[str, Any]:
-  """The stored ``Verdict`` of ``check`` as a dict; ``MissingInput`` names the command producing it."""
-  path = verdict_path(checks_dir, check)
-  if not path.exists():
-    raise MissingInput(f"no result of check {check!r} at {path}", check_command(check, path))
-  return parse_verdict(json.loads(path.read_text()), str(path))
+def load_verdict(checks: str | pathlib.Path | Iterable[str | pathlib.Path], check: str) -> dict[str, Any]:
+  """The stored ``Verdict`` of ``check`` as a dict, from the first checks folder (or list of them) holding it;
+  ``MissingInput`` names the command producing it."""
+  dirs = [checks] if isinstance(checks, (str, pathlib.Path)) else list(checks)
+  for d in dirs:
+    path = existing_result(d, check)
+    if path is not None:
+      return parse_verdict(json.loads(path.read_text()), str(path))
+  wanted = result_file(dirs[0], check)
+  raise MissingInput(f"no result of check {check!r} at {' or '.join(str(result_file(d, check)) for d in dirs)}",
+                     check_command(check, wanted))
 
 
 def parse_verdict(raw: Any, where: str = "verdict") -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """Synthetic ``Verdict`` JSONs for the check-based figures (tiny, deterministic; numpy only).
 
 They carry exactly the series names each figure module documents in ``SERIES``, so a figure test does not depend on
-a check's runtime. ``write_verdicts(dir)`` writes ``<dir>/<CHECK>/result.json`` for every check-based figure.
+a check's runtime. ``write_verdicts(dir)`` writes ``<dir>/<CHECK>.json`` (``models.check_result``) for every
+check-based figure.
 """
 
 import json
-import pathlib
 
 import numpy as np
 
+from models.check_result import result_file
 from spectral import bbp
 
 
@@ -76,7 +77,7 @@ VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=ja
 def write_verdicts(checks_dir) -> dict:
   out = {}
   for name, make in VERDICTS.items():
-    path = pathlib.Path(checks_dir) / name / "result.json"
+    path = result_file(checks_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     v = make()
     path.write_text(json.dumps(v))

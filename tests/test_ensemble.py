@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import train
 from models.config import with_overrides
 

@@ -16,8 +16,9 @@ import figure_fixtures
 from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
                      metrics_evolution, registry, spacing_ratios, style, tw_histogram)
 from figures.__main__ import main as figures_main
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
+from models.check_result import result_path
 from models.train import train_run
 
 
@@ -189,6 +190,23 @@ def test_missing_inputs_name_the_command(tmp_path, capsys):
   assert figures_main(["all", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err
   assert "produce it with: python -m lab main" in err
+
+
+def test_check_results_are_found_where_checks_write_them(tmp_path):
+  runs = tmp_path / "runs"
+  v = figure_fixtures.tw_verdict()
+  # A check that read the main job's run stores its result beside that run; the default search finds it there.
+  path = result_path(runs / inputs.DEFAULT_RUN, "tw_fluctuations")
+  path.parent.mkdir(parents=True)
+  path.write_text(json.dumps(v))
+  assert inputs.load_verdict(inputs.default_checks_dirs(runs), "tw_fluctuations")["series"] == v["series"]
+  # Results in the layout of older lab versions (<CHECK>/result.json) are still read.
+  old = tmp_path / "old_checks" / "bbp" / "result.json"
+  old.parent.mkdir(parents=True)
+  old.write_text(json.dumps(figure_fixtures.bbp_verdict()))
+  assert inputs.load_verdict(tmp_path / "old_checks", "bbp")["check"] == "bbp"
+  with pytest.raises(inputs.MissingInput, match="old_checks/tw_fluctuations.json"):
+    inputs.load_verdict(tmp_path / "old_checks", "tw_fluctuations")
 
 
 def test_cli_list_and_all(tiny_run, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder, tracking
 from models.config import with_overrides
 from models.data import make_task

@@ -123,8 +123,9 @@ def check_run(run: Run, *, level: float = 0.01, family_level: float = 0.01, null
 
 
 def run_config(quick: bool):
-  """The training run whose step-0 spectra are tested: the main job's run (``lab``), tiny in quick mode."""
-  from lab.main_job import default_config, tiny_config
+  """The training run whose step-0 spectra are tested: the main job's run (``models.presets``), tiny in quick
+  mode."""
+  from models.presets import default_config, tiny_config
   return tiny_config("tiny") if quick else default_config()
 
 
