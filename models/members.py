@@ -43,8 +43,8 @@ def init_params(cfg: RunConfig, key: jax.Array, init_scale=None) -> nnx.State:
   """Initial parameters of the member with key ``key`` (pure in ``key``, so it can be vmapped).
 
   ``init_scale`` (may be traced) multiplies every matrix-shaped parameter by ``init_scale / model.init_scale``, so
-  the stated variances become ``init_variance * (init_scale / model.init_scale)^2``; vectors (biases, LayerNorm) are
-  untouched.
+  each matrix's stated variance becomes ``models.transformer.init_variance(name, cfg.model, init_scale)``; vectors
+  (biases, LayerNorm) are untouched.
   """
   params = nnx.state(build_model(cfg, jax.random.fold_in(key, 0)), nnx.Param)
   if init_scale is None:

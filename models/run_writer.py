@@ -107,14 +107,17 @@ def environment_info(cfg: RunConfig, strategy: str) -> dict:
 
 
 def run_info(cfg: RunConfig, strategy: str, members: list[Member], task: Task, matrices: dict, mesh) -> dict:
-  """run.json's record (``models.run_folder`` documents it): the environment, every member with its entropy rate,
-  every weight matrix (stacked ``(members, ...)`` in ``matrices``) with its shape and stated init variance, the init
-  scheme, the mesh and the task's description."""
+  """run.json's record (``models.run_folder`` documents it): the environment, every member with its entropy rate and
+  the stated init variance of each weight matrix at its own init scale, every weight matrix (stacked ``(members,
+  ...)`` in ``matrices``) with its shape and stated init variance at ``model.init_scale``, the init scheme, the mesh
+  and the task's description."""
   info = environment_info(cfg, strategy)
   info["members"] = []
   for m in members:
     bits, exact = task.entropy_rate(m.noise_p)
-    info["members"].append(dataclasses.asdict(m) | {"entropy_rate_bits": bits, "entropy_rate_exact": exact})
+    variances = {k: init_variance(k, cfg.model, m.init_scale) for k in matrices}
+    info["members"].append(dataclasses.asdict(m) | {"entropy_rate_bits": bits, "entropy_rate_exact": exact,
+                                                    "init_variances": variances})
   info["matrices"] = {k: {"shape": list(v.shape[1:]), "init_variance": init_variance(k, cfg.model)}
                       for k, v in matrices.items()}
   info["init_scheme"] = cfg.model.init

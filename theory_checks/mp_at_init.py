@@ -3,7 +3,8 @@ variance.
 
 Prediction (Marchenko & Pastur 1967; THEORY.md sections 1-2): a matrix with iid N(0, sigma^2) entries, oriented
 ``N x M`` with ``q = M / N``, has the ESD of ``X = W^T W / N`` close to MP(q, sigma^2) with no parameter fitted:
-``sigma^2`` is the initialiser's stated variance (``models.transformer.init_variance``). Its largest eigenvalue obeys
+``sigma^2`` is the initialiser's stated variance, recorded per member in run.json (``Run.init_variance``; the rule
+is ``models.transformer.init_variance``). Its largest eigenvalue obeys
 Johnstone 2001 (Thm 1.1) with Ma's 2012 centring: ``t = (N l_max / sigma^2 - mu) / s -> TW1``.
 
 Measurement: the step-0 spectra of every weight matrix of a run folder. The regimes of one seed share their initial
