@@ -28,10 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.activations import ACTIVATIONS
 from models.config import ModelConfig
-
-ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "tanh": jnp.tanh, "linear": lambda x: x}
-_ACTIVATIONS = ACTIVATIONS  # the skeleton's name
 
 
 def normal_fan_in(fan_in: int, scale: float):

@@ -39,5 +39,5 @@ def test_bad_configs_name_the_key(raw, match):
 def test_wrong_types_and_overrides():
   with pytest.raises(TypeError, match="train.steps: expected int"):
     config_from_dict({"train": {"steps": "many"}})
-  with pytest.raises(ValueError, match="unknown key 'lr'"):
+  with pytest.raises(ValueError, match="override 'train.lr': unknown config key 'lr'"):
     with_overrides(RunConfig(), {"train.lr": 0.1})
