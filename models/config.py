@@ -334,12 +334,11 @@ class RunConfig:
   tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
 
   def __post_init__(self):
+    """Checks across sections (each section validates its own fields)."""
     length = self.data.seq_len
     if not -length <= self.tracking.jacobian_position < length:
       raise ValueError(f"tracking.jacobian_position: expected in [-{length}, {length}) (data.seq_len = {length}), "
                        f"got {self.tracking.jacobian_position}")
-
-  def __post_init__(self):
     if self.data.batch_size % self.train.data_parallel:
       raise ValueError(f"train.data_parallel: {self.train.data_parallel} does not divide data.batch_size = "
                        f"{self.data.batch_size}")
