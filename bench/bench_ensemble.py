@@ -27,7 +27,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models import train  # noqa: E402
+from models.members import graphdef_of, member_hparams, member_key, members_of  # noqa: E402
+from models.steps import (init_state, make_ensemble_step, make_evaluate, make_member_step, make_tracking,  # noqa: E402
+                          resolve_strategy, spectra_of)
 from models.config import RunConfig, with_overrides  # noqa: E402
 from models.data import make_task  # noqa: E402
 from models.weight_matrices import weight_matrices  # noqa: E402
@@ -68,16 +70,16 @@ def flops_per_token(cfg: RunConfig) -> float:
 
 
 def setup(cfg: RunConfig):
-  members = train.members_of(cfg)
-  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  hp = train.member_hparams(members)
-  return keys, hp, train.graphdef_of(cfg), make_task(cfg.data)
+  members = members_of(cfg)
+  keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
+  hp = member_hparams(members)
+  return keys, hp, graphdef_of(cfg), make_task(cfg.data)
 
 
 def time_ensemble(cfg, strategy, steps) -> float:
   keys, hp, graphdef, task = setup(cfg)
-  state = train.init_state(cfg, keys, hp)
-  fn = train.make_ensemble_step(cfg, graphdef, strategy, task)
+  state = init_state(cfg, keys, hp)
+  fn = make_ensemble_step(cfg, graphdef, strategy, task)
   state, out = fn(state, hp, keys, 0)
   jax.block_until_ready(out)
   t = time.perf_counter()
@@ -90,8 +92,8 @@ def time_ensemble(cfg, strategy, steps) -> float:
 def time_sequential(cfg, steps) -> float:
   """K solo runs one after the other (same compiled member step), seconds per ensemble-equivalent step."""
   keys, hp, graphdef, task = setup(cfg)
-  state = train.init_state(cfg, keys, hp)
-  fn = jax.jit(train.make_member_step(cfg, graphdef, task), donate_argnums=(0,))
+  state = init_state(cfg, keys, hp)
+  fn = jax.jit(make_member_step(cfg, graphdef, task), donate_argnums=(0,))
   solos = [(jax.tree_util.tree_map(lambda x: x[i], state), {k: v[i] for k, v in hp.items()}, keys[i])
            for i in range(keys.shape[0])]
   s0, h0, k0 = solos[0]
@@ -111,11 +113,11 @@ def spectral_overhead(strategy: str, steps: int) -> tuple[float, float, float]:
   cfg = RunConfig()
   keys, hp, graphdef, task = setup(cfg)
   step_time = time_ensemble(cfg, strategy, steps)
-  evaluate = train.make_evaluate(cfg, graphdef, strategy, task)
-  state = train.init_state(cfg, keys, hp)
+  evaluate = make_evaluate(cfg, graphdef, strategy, task)
+  state = init_state(cfg, keys, hp)
 
   def snap():
-    jax.device_get((train._spectra_of(weight_matrices(state["params"], 1)),
+    jax.device_get((spectra_of(weight_matrices(state["params"], 1)),
                     evaluate(state["params"], keys, hp["noise_p"])))
 
   snap()
@@ -126,10 +128,10 @@ def spectral_overhead(strategy: str, steps: int) -> tuple[float, float, float]:
 
 def tracking_seconds(cfg: RunConfig, strategy: str, repeats: int = 2) -> tuple[float, float]:
   """(compile seconds, seconds per snapshot: best of ``repeats``) of ``cfg``'s Jacobian/Hessian tracking over every
-  member (``models.train.make_tracking``), results fetched to the host."""
+  member (``models.steps.make_tracking``), results fetched to the host."""
   keys, hp, graphdef, task = setup(cfg)
-  track = train.make_tracking(cfg, graphdef, strategy, task)
-  params = train.init_state(cfg, keys, hp)["params"]
+  track = make_tracking(cfg, graphdef, strategy, task)
+  params = init_state(cfg, keys, hp)["params"]
   compile_time = _time(lambda: jax.device_get(track(params, keys, hp["noise_p"])))
   return compile_time, min(_time(lambda: jax.device_get(track(params, keys, hp["noise_p"]))) for _ in range(repeats))
 
@@ -190,10 +192,10 @@ def main(argv=None) -> int:
           + f" {best:>8} {tokens:>10.0f} {mfu:>7.1%}")
   wins = {s: sum(b == s for b, _ in best_by_width.values()) for s in strategies}
   print(f"fastest strategy per width: {', '.join(f'{w}: {b} ({r:.2f}x)' for w, (b, r) in best_by_width.items())}; "
-        f"auto resolves to {train.resolve_strategy('auto')!r} on {jax.default_backend()} "
+        f"auto resolves to {resolve_strategy('auto')!r} on {jax.default_backend()} "
         f"(wins here: {wins})")
   if not args.skip_spectral:
-    strategy = train.resolve_strategy("auto")
+    strategy = resolve_strategy("auto")
     step_t, snap_t, overhead = spectral_overhead(strategy, args.steps)
     cfg = RunConfig()
     print(f"spectral tracking, flagship config ({cfg.num_members} members, {strategy}): step {step_t * 1e3:.1f} ms, "

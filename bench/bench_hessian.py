@@ -30,7 +30,8 @@ from flax import nnx  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 from bench import bench_ensemble  # noqa: E402
-from models import train  # noqa: E402
+from models.members import graphdef_of, init_params, member_key  # noqa: E402
+from models.steps import loss_and_accuracy, resolve_strategy  # noqa: E402
 from models.config import RunConfig  # noqa: E402
 from models.data import make_task  # noqa: E402
 from spectral import hessian as hs  # noqa: E402
@@ -57,10 +58,10 @@ def temp_bytes(fn, *args):
 
 def bench_curvature(quick):
   cfg = RunConfig()
-  graphdef, task = train.graphdef_of(cfg), make_task(cfg.data)
-  params = train.init_params(cfg, train.member_key(cfg, 0))
+  graphdef, task = graphdef_of(cfg), make_task(cfg.data)
+  params = init_params(cfg, member_key(cfg, 0))
   tokens, weights = task.train_batch(jax.random.key(1), 0, 0.5)
-  loss = lambda p, b: train.loss_and_accuracy(graphdef, p, b, weights)[0]
+  loss = lambda p, b: loss_and_accuracy(graphdef, p, b, weights)[0]
   flat, _ = ravel_pytree(params)
   m = cfg.model
   print(f"models.transformer.Transformer, default config: {m.num_layers} blocks, d_model {m.d_model}, {m.num_heads} "
@@ -119,7 +120,7 @@ def bench_jacobian(quick):
 
 def bench_tracking(step_repeats: int = 10):
   cfg = RunConfig()
-  strategy = train.resolve_strategy(cfg.train.ensemble_strategy)
+  strategy = resolve_strategy(cfg.train.ensemble_strategy)
   n_snap, steps = len(cfg.train.snapshot_steps), cfg.train.steps
   step_t, snap_t, _ = bench_ensemble.spectral_overhead(strategy, step_repeats)
   costs = bench_ensemble.tracking_costs(strategy, hessian=True)

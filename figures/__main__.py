@@ -4,8 +4,9 @@
   python -m figures NAME [--runs DIR] [--run NAME ...] [--checks DIR] [--out DIR] [--columns 1|2] [--make-missing]
   python -m figures all  [--runs DIR] [--run NAME ...] [--checks DIR] [--out DIR] [--columns 1|2] [--make-missing]
 
-Figures read ``--runs`` (run folders, default ``runs``) and ``--checks`` (check results ``<CHECK>/result.json``,
-default ``<runs>/checks``) and write ``NAME.pdf``, ``NAME.png`` and ``NAME.json`` (provenance and the plotted
+Figures read ``--runs`` (run folders, default ``runs``) and check results ``<CHECK>.json`` (``models.check_result``)
+from ``--checks DIR``, by default from ``<runs>/checks`` and then the checks folder of the run (``--run``, else the
+main job's run), and write ``NAME.pdf``, ``NAME.png`` and ``NAME.json`` (provenance and the plotted
 numbers) into ``--out`` (default ``<runs>/figures``). Nothing is trained or measured here: when an input is missing
 the command says which command produces it; with ``--make-missing`` it runs that command's quick version
 (``python -m lab main --tiny``, ``python -m theory_checks CHECK --quick``), printing it first.
@@ -26,7 +27,7 @@ from models.run_folder import RunFormatError
 def _draw(name: str, args) -> list[pathlib.Path]:
   mod = registry.get_figure(name)
   out = pathlib.Path(args.out) if args.out else pathlib.Path(args.runs) / "figures"
-  checks = pathlib.Path(args.checks) if args.checks else pathlib.Path(args.runs) / "checks"
+  checks = [pathlib.Path(args.checks)] if args.checks else inputs.default_checks_dirs(args.runs, args.run)
   if mod.INPUT == "run":
     run = inputs.resolve_run(args.runs, args.run[0] if args.run else None)
     return mod.make_figure(run, out, columns=args.columns)
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
   parser.add_argument("--run", action="append", default=[], metavar="NAME",
                       help="run folder name (default: noise_vs_structure, or the only finished run); repeat for "
                            "figures that read several runs")
-  parser.add_argument("--checks", help="folder of check results <CHECK>/result.json (default: <runs>/checks)")
+  parser.add_argument("--checks", help="folder of check results <CHECK>.json (default: <runs>/checks, then the run's "
+                                       "checks folder)")
   parser.add_argument("--out", help="output folder (default: <runs>/figures)")
   parser.add_argument("--columns", type=int, choices=(1, 2), default=2, help="paper layout width (default 2)")
   parser.add_argument("--make-missing", action="store_true",

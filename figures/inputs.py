@@ -1,26 +1,27 @@
-"""What figures read: finished run folders (``models.run_folder``) and stored theory-check results (``Verdict`` JSON).
+"""What figures read: finished run folders (``models.run_folder``) and stored theory-check results
+(``models.check_result.Verdict``, the record the checks write).
 
 Figures never train and never rerun a measurement. When an input is missing they raise ``MissingInput``, whose
 message names the command that produces it (``python -m lab main ...`` for runs, ``python -m theory_checks NAME
 --quick`` for check results); ``python -m figures all --make-missing`` runs exactly those quick commands.
 
-Check results live at ``<runs>/checks/<CHECK>/result.json`` (``theory_checks``' default). A figure reads the
-``series`` field (raw arrays) of the verdict; each check-based figure module documents the series names it expects in
-``SERIES`` (with accepted aliases).
+Check results live where ``models.check_result`` says: ``<runs>/checks/<CHECK>.json`` for a check that reads no run
+folder, ``<runs>/<RUN>/checks/<CHECK>.json`` beside the run folder a check measured. A figure reads the
+``series`` field (raw arrays) of the verdict; each check-based figure module lists in ``SERIES`` the names it reads,
+exactly as its check writes them (no aliases).
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Iterable
 
 import numpy as np
 
+from models.check_result import Verdict, VerdictFormatError, checks_dir, existing_result, result_file
 from models.run_folder import Run, RunFormatError, load_run
 
 DEFAULT_RUN = "noise_vs_structure"  # the main job's run name (``python -m lab main``)
-VERDICT_KEYS = ("check", "status", "prediction", "measured", "predicted", "series")
 
 
 class MissingInput(FileNotFoundError):
@@ -29,10 +30,6 @@ class MissingInput(FileNotFoundError):
   def __init__(self, message: str, command: list[str]):
     super().__init__(f"{message}\n  produce it with: {' '.join(command)}")
     self.command = command
-
-
-class VerdictFormatError(ValueError):
-  """A check result that is not a ``Verdict`` JSON this version of the figures can read."""
 
 
 def run_command(runs_dir: str | pathlib.Path, tiny: bool = False) -> list[str]:
@@ -77,44 +74,32 @@ def resolve_run(runs_dir: str | pathlib.Path, name: str | None = None) -> Run:
                    "choose one with --run NAME")
 
 
-def verdict_path(checks_dir: str | pathlib.Path, check: str) -> pathlib.Path:
-  return pathlib.Path(checks_dir) / check / "result.json"
+def default_checks_dirs(runs_dir: str | pathlib.Path, run_names: Iterable[str] = ()) -> list[pathlib.Path]:
+  """Checks folders searched by default: the runs folder's own (checks that read no run folder), then those of the
+  named run folders, or of the main job's run when none is named."""
+  return [checks_dir(runs_dir)] + [checks_dir(pathlib.Path(runs_dir) / n) for n in (list(run_names) or [DEFAULT_RUN])]
 
 
-def load_verdict(checks_dir: str | pathlib.Path, check: str) -> dict[str, Any]:
-  """The stored ``Verdict`` of ``check`` as a dict; ``MissingInput`` names the command producing it."""
-  path = verdict_path(checks_dir, check)
-  if not path.exists():
-    raise MissingInput(f"no result of check {check!r} at {path}", check_command(check, path))
-  return parse_verdict(json.loads(path.read_text()), str(path))
+def load_verdict(checks: str | pathlib.Path | Iterable[str | pathlib.Path], check: str) -> Verdict:
+  """The stored ``Verdict`` of ``check``, from the first checks folder (or list of them) holding it;
+  ``MissingInput`` names the command producing it."""
+  dirs = [checks] if isinstance(checks, (str, pathlib.Path)) else list(checks)
+  for d in dirs:
+    path = existing_result(d, check)
+    if path is not None:
+      return Verdict.read_json(path)
+  wanted = result_file(dirs[0], check)
+  raise MissingInput(f"no result of check {check!r} at {' or '.join(str(result_file(d, check)) for d in dirs)}",
+                     check_command(check, wanted))
 
 
-def parse_verdict(raw: Any, where: str = "verdict") -> dict[str, Any]:
-  if not isinstance(raw, dict):
-    raise VerdictFormatError(f"{where}: expected a Verdict JSON object, got {type(raw).__name__}")
-  missing = [k for k in VERDICT_KEYS if k not in raw]
-  if missing:
-    raise VerdictFormatError(f"{where}: not a Verdict JSON this lab can read (missing {missing}); rerun the check "
-                             f"with this lab version")
-  if not isinstance(raw["series"], dict):
-    raise VerdictFormatError(f"{where}: 'series' must be an object of name -> array, got {type(raw['series']).__name__}")
-  return raw
-
-
-def series(verdict: dict[str, Any], names: str | Iterable[str], *, figure: str, required: bool = True):
-  """The first of ``names`` (a name and its aliases) present in ``verdict["series"]``, or ``None``.
-
-  A required series that is absent raises ``MissingInput`` naming the check that must produce it.
-  """
-  names = [names] if isinstance(names, str) else list(names)
-  for n in names:
-    if n in verdict["series"] and verdict["series"][n] is not None:
-      return verdict["series"][n]
-  if required:
-    raise MissingInput(f"figure {figure!r}: check {verdict['check']!r} result has no series {names[0]!r} "
-                       f"(accepted names {names}; present: {sorted(verdict['series'])}); rerun the check with a lab "
-                       f"version that stores it", check_command(verdict["check"]))
-  return None
+def series(verdict: Verdict, name: str, *, figure: str):
+  """``verdict.series[name]``; when it is absent, ``MissingInput`` names the check that must produce it."""
+  if verdict.series.get(name) is None:
+    raise MissingInput(f"figure {figure!r}: check {verdict.check!r} result has no series {name!r} (present: "
+                       f"{sorted(verdict.series)}); rerun the check with a lab version that stores it",
+                       check_command(verdict.check))
+  return verdict.series[name]
 
 
 def as_float_array(x, name: str) -> np.ndarray:
@@ -124,18 +109,18 @@ def as_float_array(x, name: str) -> np.ndarray:
     raise VerdictFormatError(f"series {name!r}: expected numbers, got {str(x)[:80]}") from e
 
 
-def detail(verdict: dict[str, Any], key: str, default=None):
+def detail(verdict: Verdict, key: str, default=None):
   """The first value of ``key`` in the verdict's ``details`` rows (e.g. ``shape`` or ``q``), else ``default``."""
-  for row in verdict.get("details") or []:
+  for row in verdict.details:
     if isinstance(row, dict) and key in row:
       return row[key]
   return default
 
 
-def check_provenance(verdict: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+def check_provenance(verdict: Verdict) -> tuple[list[str], dict[str, Any]]:
   """(runs, config) for ``style.save_figure``: the verdict's run folder and the whole verdict as the hashed config,
   so the config hash identifies the exact stored result the figure was drawn from."""
-  return [verdict.get("run") or f"checks/{verdict['check']}"], verdict
+  return [verdict.run or f"checks/{verdict.check}"], verdict.to_dict()
 
 
-__all__ = ["MissingInput", "RunFormatError", "VerdictFormatError", "resolve_run", "load_verdict", "series"]
+__all__ = ["MissingInput", "RunFormatError", "Verdict", "VerdictFormatError", "resolve_run", "load_verdict", "series"]

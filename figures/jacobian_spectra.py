@@ -1,17 +1,15 @@
 """Figure: squared singular values of input-output Jacobians at several depths against Fuss-Catalan and isometry.
 
 Input: the stored result of the Jacobian check (``CHECK``; ``python -m theory_checks jacobian_spectra --quick``),
-``<runs>/checks/jacobian_spectra/result.json``. Convention (``spectral.free_probability``): ``J = W_L ... W_1``,
+``<runs>/checks/jacobian_spectra.json``. Convention (``spectral.free_probability``): ``J = W_L ... W_1``,
 square ``N x N`` weights of variance ``1/N``; the squared singular values of ``J`` follow Fuss-Catalan with parameter
 ``L`` (Gaussian weights); orthogonal weights make ``J`` an isometry (every squared singular value 1).
-Series read (as ``theory_checks.jacobian_spectra`` writes them):
+Series read (``SERIES``, as ``theory_checks.jacobian_spectra`` writes them):
 - ``depths``: the depths ``L`` (D,);
-- ``linear_sq_sv_depth_<L>`` for each depth: squared singular values of ``J`` for a Gaussian deep linear network
-  (alternatively one list of D lists, ``gaussian_sq_singular_values``);
-- ``tanh_sq_sv_depth_<L>`` (optional): the same for a tanh network at criticality (``sigma_w`` critical, input at
-  ``q*``), drawn as an outline;
-- orthogonal networks: the largest ``|s - 1|`` from the ``details`` rows with ``part == "orthogonal_isometry"`` (or
-  a series ``orthogonal_sq_singular_values``, D lists).
+- ``linear_sq_sv_depth_<L>`` for each depth: squared singular values of ``J`` for a Gaussian deep linear network;
+- ``tanh_sq_sv_depth_<L>`` for each depth: the same for a tanh network at criticality (``sigma_w`` critical, input
+  at ``q*``), drawn as an outline;
+- orthogonal networks: the largest ``|s - 1|`` from the ``details`` rows with ``part == "orthogonal_isometry"``.
 One panel per depth: the density of ``log10 s^2`` (so the Fuss-Catalan singularity at 0 stays visible), the
 prediction transformed the same way (``p(x) x ln 10``), and the isometry as a vertical line at ``s^2 = 1``.
 """
@@ -28,39 +26,20 @@ from spectral import free_probability as fp
 NAME = "jacobian_spectra"
 INPUT = "check"
 CHECK = "jacobian_spectra"
-SERIES = {"depths": ("depths", "depth"),
-          "gaussian": ("gaussian_sq_singular_values", "sq_singular_values", "linear_gaussian_sq_singular_values"),
-          "orthogonal": ("orthogonal_sq_singular_values", "linear_orthogonal_sq_singular_values")}
+SERIES = ("depths", "linear_sq_sv_depth_<L>", "tanh_sq_sv_depth_<L>")  # <L>: each of the depths
 DESCRIPTION = "Jacobian squared singular values vs Fuss-Catalan / isometry at several depths (Jacobian check)"
 
 
-def _lists(raw, depths: int, name: str) -> list[np.ndarray]:
-  if not isinstance(raw, (list, tuple)) or len(raw) != depths:
-    raise inputs.VerdictFormatError(f"series {name!r}: expected one list per depth ({depths}), got "
-                                    f"{type(raw).__name__} of length {len(raw) if hasattr(raw, '__len__') else '?'}")
-  return [inputs.as_float_array(x, name).ravel() for x in raw]
-
-
-def _per_depth(verdict: dict, prefix: str, depths: list[int], required: bool):
+def _per_depth(verdict: inputs.Verdict, prefix: str, depths: list[int]) -> list[np.ndarray]:
   names = [f"{prefix}_sq_sv_depth_{d}" for d in depths]
-  if all(n in verdict["series"] for n in names):
-    return [inputs.as_float_array(verdict["series"][n], n).ravel() for n in names]
-  if required:
-    inputs.series(verdict, [names[0]] + list(SERIES["gaussian"]), figure=NAME)  # raises MissingInput naming it
-  return None
+  return [inputs.as_float_array(inputs.series(verdict, n, figure=NAME), n).ravel() for n in names]
 
 
-def plotted_numbers(verdict: dict, bins: int = 30) -> dict:
-  depths = [int(d) for d in inputs.as_float_array(inputs.series(verdict, SERIES["depths"], figure=NAME),
-                                                   "depths").ravel()]
-  if inputs.series(verdict, SERIES["gaussian"], figure=NAME, required=False) is not None:
-    gauss = _lists(inputs.series(verdict, SERIES["gaussian"], figure=NAME), len(depths), SERIES["gaussian"][0])
-  else:
-    gauss = _per_depth(verdict, "linear", depths, True)
-  tanh = _per_depth(verdict, "tanh", depths, False)
-  orth_raw = inputs.series(verdict, SERIES["orthogonal"], figure=NAME, required=False)
-  orth = None if orth_raw is None else _lists(orth_raw, len(depths), SERIES["orthogonal"][0])
-  orth_dev = {int(r["depth"]): r["measured"] for r in verdict.get("details") or []
+def plotted_numbers(verdict: inputs.Verdict, bins: int = 30) -> dict:
+  depths = [int(d) for d in inputs.as_float_array(inputs.series(verdict, "depths", figure=NAME), "depths").ravel()]
+  gauss = _per_depth(verdict, "linear", depths)
+  tanh = _per_depth(verdict, "tanh", depths)
+  orth_dev = {int(r["depth"]): r["measured"] for r in verdict.details
               if isinstance(r, dict) and r.get("part") == "orthogonal_isometry" and "depth" in r}
   panels = []
   for i, (depth, s2) in enumerate(zip(depths, gauss)):
@@ -76,20 +55,16 @@ def plotted_numbers(verdict: dict, bins: int = 30) -> dict:
                  mean=float(s2.mean()), fc_mean=fp.fuss_catalan_moment(1, depth),
                  second_moment=float(np.mean(s2**2)), fc_second_moment=fp.fuss_catalan_moment(2, depth),
                  theory_log10_x=lg.tolist(), theory_density=(fp.fuss_catalan_pdf(x, depth) * x * np.log(10)).tolist())
-    if orth is not None:
-      panel["orthogonal_sq_singular_values"] = orth[i].tolist()
-      panel["orthogonal_max_deviation"] = float(np.max(np.abs(np.sqrt(orth[i]) - 1.0))) if orth[i].size else None
-    elif depth in orth_dev:
+    if depth in orth_dev:
       panel["orthogonal_max_deviation"] = float(orth_dev[depth])
-    if tanh is not None:
-      t2 = tanh[i][tanh[i] > 0]
-      th, _ = np.histogram(np.log10(t2), bins=edges, density=True)
-      panel.update(tanh_sq_singular_values=t2.tolist(), tanh_hist=th.tolist(), tanh_mean=float(t2.mean()))
+    t2 = tanh[i][tanh[i] > 0]
+    th, _ = np.histogram(np.log10(t2), bins=edges, density=True)
+    panel.update(tanh_sq_singular_values=t2.tolist(), tanh_hist=th.tolist(), tanh_mean=float(t2.mean()))
     panels.append(panel)
-  return dict(check=verdict["check"], status=verdict["status"], panels=panels)
+  return dict(check=verdict.check, status=verdict.status, panels=panels)
 
 
-def make_figure(verdict: dict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
+def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
   from matplotlib.lines import Line2D
   from matplotlib.patches import Patch

@@ -1,9 +1,9 @@
 """Figure: Tracy-Widom histogram of centred and scaled largest eigenvalues against the TW1 density.
 
 Input: the stored result of the check ``tw_fluctuations`` (``python -m theory_checks tw_fluctuations --quick``),
-``<runs>/checks/tw_fluctuations/result.json``. Series read (``SERIES``; aliases accepted):
-- ``scaled_lmax`` (alias ``tw_scaled_lmax``): the Johnstone-Ma scaled maxima ``(N l_max / sigma^2 - mu) / s`` of
-  independent matrices (THEORY.md section 2).
+``<runs>/checks/tw_fluctuations.json``. Series read (``SERIES``, as the check writes it):
+- ``scaled_lmax``: the Johnstone-Ma scaled maxima ``(N l_max / sigma^2 - mu) / s`` of independent matrices
+  (THEORY.md section 2).
 Shape, seeds and beta come from the verdict's ``details``; the KS distance and its critical value from ``measured``
 and ``predicted``. Left: histogram against the TW1 density (TW2 dotted, to show what a wrong law looks like); right:
 empirical CDF against the TW1 CDF (Bornemann quadrature, ``spectral.tracy_widom``).
@@ -21,12 +21,12 @@ from spectral import tracy_widom as tw
 NAME = "tw_histogram"
 INPUT = "check"
 CHECK = "tw_fluctuations"
-SERIES = {"scaled_lmax": ("scaled_lmax", "tw_scaled_lmax")}
+SERIES = ("scaled_lmax",)
 DESCRIPTION = "histogram and CDF of TW-scaled largest eigenvalues vs TW1 (check tw_fluctuations)"
 
 
-def plotted_numbers(verdict: dict, bins: int = 30) -> dict:
-  t = inputs.as_float_array(inputs.series(verdict, SERIES["scaled_lmax"], figure=NAME), "scaled_lmax")
+def plotted_numbers(verdict: inputs.Verdict, bins: int = 30) -> dict:
+  t = inputs.as_float_array(inputs.series(verdict, "scaled_lmax", figure=NAME), "scaled_lmax")
   t = t[np.isfinite(t)]
   if t.size < 2:
     raise inputs.VerdictFormatError(f"{CHECK}: expected at least 2 scaled maxima, got {t.size}")
@@ -34,14 +34,14 @@ def plotted_numbers(verdict: dict, bins: int = 30) -> dict:
   edges = np.linspace(lo, hi, bins + 1)
   hist, _ = np.histogram(t, bins=edges, density=True)
   grid = np.linspace(lo, hi, 161)
-  return dict(check=verdict["check"], status=verdict["status"], shape=inputs.detail(verdict, "shape"),
+  return dict(check=verdict.check, status=verdict.status, shape=inputs.detail(verdict, "shape"),
               beta=inputs.detail(verdict, "beta", 1), scaled_lmax=t.tolist(), edges=edges.tolist(),
               hist=hist.tolist(), grid=grid.tolist(), tw1_pdf=tw.tw_pdf(grid, 1, nodes=40).tolist(),
               tw2_pdf=tw.tw_pdf(grid, 2, nodes=40).tolist(), tw1_cdf=tw.tw_cdf(grid, 1, nodes=40).tolist(),
-              ks_distance=verdict["measured"].get("ks_distance"), ks_critical=verdict["predicted"].get("ks_distance"))
+              ks_distance=verdict.measured.get("ks_distance"), ks_critical=verdict.predicted.get("ks_distance"))
 
 
-def make_figure(verdict: dict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
+def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
 
   data = plotted_numbers(verdict)

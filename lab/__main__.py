@@ -16,7 +16,8 @@ import json
 import sys
 
 from models.config import load_config, with_overrides
-from lab.main_job import default_config, run_main_job, tiny_config
+from models.presets import default_config, tiny_config
+from lab.main_job import run_main_job
 
 
 def parse_override(text: str) -> tuple[str, object]:

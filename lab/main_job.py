@@ -1,27 +1,21 @@
 """The flagship experiment, "noise versus structure", end to end.
 
-config -> train the ensemble (models.train) -> run folder -> theory check (theory_checks) and figure (figures),
-both reading the run folder only -> printed summary and output paths.
+config (``models.presets``) -> train the ensemble (models.train) -> run folder -> theory check (theory_checks) and
+figure (figures), both reading the run folder only -> printed summary and output paths. The verdict is stored where
+every check result lives (``models.check_result``): ``<run folder>/checks/mp_at_init.json``.
 """
 
 from __future__ import annotations
 
 import pathlib
 
-from models.config import RunConfig, with_overrides
+from models.check_result import result_path
+from models.config import RunConfig
 from models.run_folder import load_run
 from models.train import train_run
 from figures import esd_by_regime
 from lab.summary import format_summary
 from theory_checks import mp_at_init
-
-TINY_OVERRIDES = {"model.d_model": 16, "model.num_heads": 2, "model.num_layers": 1, "data.seq_len": 8,
-                  "data.vocab_size": 16, "data.batch_size": 8, "train.steps": 20, "train.members_per_regime": 2,
-                  "train.snapshot_steps": [0, 5, 20], "train.eval_batches": 1}
-
-
-def default_config() -> RunConfig:
-  return RunConfig()
 
 
 def run_main_job(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress: bool = True,
@@ -29,7 +23,7 @@ def run_main_job(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progr
   run_dir = train_run(cfg, runs_dir, progress=progress)
   run = load_run(run_dir)
   verdict = mp_at_init.check_run(run, null_draws=null_draws)
-  verdict_path = verdict.write_json(run_dir / "checks" / f"{verdict.check}.json")
+  verdict_path = verdict.write_json(result_path(run_dir, verdict.check))
   figure_paths = esd_by_regime.make_figure(run, run_dir / "figures")
   print()
   print(format_summary(run))
@@ -41,7 +35,3 @@ def run_main_job(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progr
   for p in figure_paths:
     print(f"figure:     {p}")
   return dict(run=run_dir, verdict=verdict_path, figure=figure_paths[1])
-
-
-def tiny_config(name: str = "tiny") -> RunConfig:
-  return with_overrides(RunConfig(name=name), TINY_OVERRIDES)

@@ -19,7 +19,7 @@ FLOAT_BYTES = 4
 
 
 def parameter_count(cfg: RunConfig) -> int:
-  from models.train import init_params  # deferred: model construction is only needed here
+  from models.members import init_params  # deferred: model construction is only needed here
 
   shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
   return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))

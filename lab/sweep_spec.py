@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import MemberSpec, RunConfig, config_from_dict, load_config, read_table_file
+from models.config import MemberSpec, RunConfig, config_from_dict, load_config, read_table_file, set_dotted
 
 MEMBER_AXES = ("seed", "p", "learning_rate", "weight_decay", "init_scale")
 SWEEP_KEYS = ("name", "mode", "samples", "seed", "max_members", "base_config")
@@ -86,18 +86,6 @@ def _deep_merge(base: dict, over: dict, where: str = "") -> dict:
   return out
 
 
-def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
-  node = raw
-  *parents, leaf = dotted.split(".")
-  for p in parents:
-    if not isinstance(node.get(p), dict):
-      raise ValueError(f"axes.{dotted}: unknown config section {p!r}")
-    node = node[p]
-  if leaf not in node:
-    raise ValueError(f"axes.{dotted}: unknown config key {leaf!r}; expected some of {sorted(node)}")
-  node[leaf] = value
-
-
 def load_sweep(path: str | pathlib.Path) -> SweepSpec:
   """Parse and validate a sweep file (unknown keys anywhere are an error naming the key)."""
   path = pathlib.Path(path)
@@ -131,7 +119,7 @@ def sweep_from_dict(raw: dict[str, Any], base_dir: pathlib.Path = pathlib.Path("
     raise ValueError("axes: expected at least one axis to vary")
   for name, values in axes.items():
     if name not in MEMBER_AXES:
-      _set_dotted(base.to_dict(), name, None)  # validates that the key exists
+      set_dotted(base.to_dict(), name, None, f"axes.{name}")  # validates that the key exists
       if name.startswith("ensemble."):
         raise ValueError(f"axes.{name}: the ensemble section is written by the packer; vary the member-level axes "
                          f"{list(MEMBER_AXES)} instead")
@@ -194,7 +182,7 @@ def plan_packs(spec: SweepSpec) -> list[Pack]:
     program = json.loads(program_json)
     raw = spec.base.to_dict()
     for key, value in program.items():
-      _set_dotted(raw, key, value)
+      set_dotted(raw, key, value, f"axes.{key}")
     for c in range(0, len(points), spec.max_members):
       chunk = points[c:c + spec.max_members]
       members = []

@@ -14,6 +14,7 @@ import types
 import typing
 from typing import Any
 
+from models.activations import ACTIVATIONS
 
 DATA_KINDS = ("affine_noise", "noise", "markov", "modular", "random_labels", "copy", "reverse", "dyck", "grammar",
               "text")
@@ -110,7 +111,6 @@ class DataConfig:
         raise ValueError(f"data.heldout_fraction: expected in (0, 1), got {self.heldout_fraction}")
 
 
-ACTIVATIONS = ("gelu", "relu", "tanh", "linear")
 INIT_SCHEMES = ("gaussian", "orthogonal", "flax_default")
 
 
@@ -144,7 +144,7 @@ class ModelConfig:
     if self.d_model % self.num_heads:
       raise ValueError(f"model.num_heads: {self.num_heads} does not divide model.d_model = {self.d_model}")
     if self.activation not in ACTIVATIONS:
-      raise ValueError(f"model.activation: expected one of gelu, relu, tanh, linear, got {self.activation!r}")
+      raise ValueError(f"model.activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
     if not self.init_scale > 0:
       raise ValueError(f"model.init_scale: expected > 0, got {self.init_scale}")
     if self.init not in INIT_SCHEMES:
@@ -334,12 +334,11 @@ class RunConfig:
   tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
 
   def __post_init__(self):
+    """Checks across sections (each section validates its own fields)."""
     length = self.data.seq_len
     if not -length <= self.tracking.jacobian_position < length:
       raise ValueError(f"tracking.jacobian_position: expected in [-{length}, {length}) (data.seq_len = {length}), "
                        f"got {self.tracking.jacobian_position}")
-
-  def __post_init__(self):
     if self.data.batch_size % self.train.data_parallel:
       raise ValueError(f"train.data_parallel: {self.train.data_parallel} does not divide data.batch_size = "
                        f"{self.data.batch_size}")
@@ -420,17 +419,27 @@ def load_config(path: str | pathlib.Path) -> RunConfig:
   return config_from_dict(read_table_file(path))
 
 
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any, where: str = "") -> None:
+  """Set the dotted key ``"section.key"`` of a config dict (``RunConfig.to_dict()``) to ``value``, in place.
+
+  A section or key the config does not have raises ``ValueError`` naming it, prefixed by ``where`` (default
+  ``override 'dotted'``). The value itself is validated when the dict becomes a ``RunConfig``.
+  """
+  where = where or f"override {dotted!r}"
+  node = raw
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    if not isinstance(node.get(p), dict):
+      raise ValueError(f"{where}: unknown config section {p!r}")
+    node = node[p]
+  if leaf not in node:
+    raise ValueError(f"{where}: unknown config key {leaf!r}; expected some of {sorted(node)}")
+  node[leaf] = value
+
+
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-  """Apply dotted-key overrides such as ``{"train.steps": 50}``; unknown keys raise ``ValueError``."""
+  """Apply dotted-key overrides such as ``{"train.steps": 50}`` (``set_dotted``); unknown keys raise ``ValueError``."""
   raw = cfg.to_dict()
   for dotted, value in overrides.items():
-    node = raw
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      if p not in node or not isinstance(node[p], dict):
-        raise ValueError(f"override {dotted!r}: unknown section {p!r}")
-      node = node[p]
-    if leaf not in node:
-      raise ValueError(f"override {dotted!r}: unknown key {leaf!r}; expected some of {sorted(node)}")
-    node[leaf] = value
+    set_dotted(raw, dotted, value)
   return config_from_dict(raw)

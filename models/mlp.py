@@ -14,7 +14,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.transformer import ACTIVATIONS, normal_fan_in, orthogonal_fan_in
+from models.activations import ACTIVATIONS
+from models.transformer import normal_fan_in, orthogonal_fan_in
+from spectral import free_probability
+
+MLP_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a in free_probability.ACTIVATIONS)
+"""The activations with a mean-field Jacobian prediction (``spectral.free_probability``): the deep MLP's choices."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +34,9 @@ class MLPConfig:
   def __post_init__(self):
     if self.width < 2 or self.depth < 1:
       raise ValueError(f"mlp.width / mlp.depth: expected width >= 2 and depth >= 1, got {self.width}, {self.depth}")
-    if self.activation not in ("linear", "tanh", "relu"):
-      raise ValueError(f"mlp.activation: expected linear, tanh or relu, got {self.activation!r}")
+    if self.activation not in MLP_ACTIVATIONS:
+      raise ValueError(f"mlp.activation: expected one of {', '.join(MLP_ACTIVATIONS)} (those with a mean-field "
+                       f"prediction in spectral.free_probability), got {self.activation!r}")
     if self.init not in ("gaussian", "orthogonal"):
       raise ValueError(f"mlp.init: expected gaussian or orthogonal, got {self.init!r}")
     if not self.sigma_w > 0 or self.sigma_b < 0:

@@ -5,8 +5,9 @@ Layout of ``runs/<name>/`` (format version ``FORMAT_VERSION``)::
   config.json          the full RunConfig (``RunConfig.to_dict()``)
   run.json             format version, package/JAX versions, device kind, resolved ensemble strategy, members
                        (index, regime, noise p, seed index, learning rate, weight decay, init scale, entropy rate in
-                       bits/token and whether it is exact), per weight matrix its shape and stated init variance (at
-                       ``model.init_scale``; member ``i``'s is ``Run.init_variance(name, i)``), the init scheme
+                       bits/token and whether it is exact, ``init_variances``: matrix -> the stated init variance at
+                       the member's own init scale, read by ``Run.init_variance(name, i)``), per weight matrix its
+                       shape and stated init variance at ``model.init_scale``, the init scheme
   metrics.csv          tidy scalars: one row per (step, member, layer, metric); layer is "" for whole-model metrics.
                        Metrics: train_loss, train_accuracy, grad_norm and weight_norm (per matrix, Frobenius), every
                        ``train.log_every`` steps; test_loss, test_accuracy, frobenius_norm_sq_over_n at snapshots;
@@ -156,11 +157,15 @@ class Run:
     return self.info["members"]
 
   def init_variance(self, matrix: str, member: int) -> float:
-    """Stated initial entry variance of ``matrix`` for ``member`` (its own init scale, when members differ)."""
-    base = self.info["matrices"][matrix]["init_variance"]
-    scale = self.info["members"][member].get("init_scale")
-    model_scale = self.config.get("model", {}).get("init_scale", 1.0)
-    return base if scale is None else base * (scale / model_scale) ** 2
+    """Stated initial entry variance of ``matrix`` for ``member`` at its own init scale, as recorded in run.json at
+    train time (``models.transformer.init_variance`` states the rule). Folders written before the per-member record
+    existed get the same rule applied to their stored config."""
+    record = self.info["members"][member]
+    if "init_variances" in record:
+      return record["init_variances"][matrix]
+    from models.config import config_from_dict  # older folders only: the rule needs the model's config
+    from models.transformer import init_variance
+    return init_variance(matrix, config_from_dict(self.config).model, record.get("init_scale"))
 
   def metric(self, metric: str, member: int, layer: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one scalar metric of one member, sorted by step."""

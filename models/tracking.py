@@ -1,10 +1,10 @@
 """Jacobian and Hessian spectra of every ensemble member, tracked on the training loop's snapshot schedule.
 
 Switched on by the ``tracking`` config section (``models.config.TrackingConfig``, all off by default). At every
-snapshot step ``models.train`` calls the jitted function of ``models.train.make_tracking`` (this module's
+snapshot step ``models.train`` calls the jitted function of ``models.steps.make_tracking`` (this module's
 ``member_tracking``, mapped over members like the train step) and queues ``write_tracking`` on its writer thread.
 
-Probes. Member ``i`` with key ``k_j`` (``models.train.member_key``) draws its probe sequences from the training
+Probes. Member ``i`` with key ``k_j`` (``models.members.member_key``) draws its probe sequences from the training
 distribution of its own task and knob ``p`` with the stream ``fold_in(k_j, PROBE_STREAM)``: batches ``0, 1, ...``
 of ``data.batch_size`` sequences, concatenated. They depend on nothing that training changes, so they are the same
 at every snapshot (and on resume). The Hessian uses batch 0 (one training-sized batch, with the task's target
@@ -29,7 +29,7 @@ of the whole network. Stored: the singular values, descending, of ``J_l`` under 
 (SVD on device, the accelerated path).
 
 Hessian (``spectral.hessian``). ``H`` is the Hessian of the training loss (the mean next-token cross-entropy of
-``models.train.loss_and_accuracy``, the function the optimiser sees) in all parameters, at the member's parameters,
+``models.steps.loss_and_accuracy``, the function the optimiser sees) in all parameters, at the member's parameters,
 on its probe batch 0. Recorded: the top ``k = tracking.hessian_top_k`` Ritz values (largest algebraic first) of
 ``tracking.hessian_lanczos_steps`` Lanczos steps with full reorthogonalisation (isolated outliers converge fast; a
 Ritz value never exceeds the true ``lambda_max`` and each lies within its residual norm of an eigenvalue), and

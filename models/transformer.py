@@ -28,10 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.activations import ACTIVATIONS
 from models.config import ModelConfig
-
-ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "tanh": jnp.tanh, "linear": lambda x: x}
-_ACTIVATIONS = ACTIVATIONS  # the skeleton's name
 
 
 def normal_fan_in(fan_in: int, scale: float):
@@ -140,9 +138,14 @@ class Transformer(nnx.Module):
     return self.logits_from_embeddings(self.embed_tokens(tokens_BxL))
 
 
-def init_variance(name: str, cfg: ModelConfig) -> float:
-  """Stated initial entry variance of the weight matrix ``name`` (see the module docstring)."""
-  d, s2 = cfg.d_model, cfg.init_scale**2
-  if name.endswith("mlp_out.kernel"):
-    return s2 / (cfg.mlp_ratio * d)
-  return s2 / d
+def init_variance(name: str, cfg: ModelConfig, init_scale: float | None = None) -> float:
+  """Stated initial entry variance ``s^2 / fan_in`` of the weight matrix ``name`` (see the module docstring), with
+  ``s = init_scale`` (a member's own init scale; default ``cfg.init_scale``).
+
+  The lab's one statement of the rule: ``models.members.init_params`` realises a member's scale by multiplying the
+  draw at ``cfg.init_scale`` by ``s / cfg.init_scale``; training records this value per member and matrix in
+  run.json (``models.run_writer.run_info``), and readers take it from there (``models.run_folder.Run.init_variance``).
+  """
+  s = cfg.init_scale if init_scale is None else init_scale
+  fan_in = cfg.mlp_ratio * cfg.d_model if name.endswith("mlp_out.kernel") else cfg.d_model
+  return s**2 / fan_in

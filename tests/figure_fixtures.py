@@ -1,14 +1,16 @@
 """Synthetic ``Verdict`` JSONs for the check-based figures (tiny, deterministic; numpy only).
 
-They carry exactly the series names each figure module documents in ``SERIES``, so a figure test does not depend on
-a check's runtime. ``write_verdicts(dir)`` writes ``<dir>/<CHECK>/result.json`` for every check-based figure.
+They carry exactly the series names each figure module lists in ``SERIES`` (the names its check writes;
+``test_figures.test_check_figures_read_what_their_checks_write`` holds them to the real checks), so a figure test
+does not depend on a check's runtime. ``write_verdicts(dir)`` writes ``<dir>/<CHECK>.json`` (``models.check_result``) for every
+check-based figure.
 """
 
 import json
-import pathlib
 
 import numpy as np
 
+from models.check_result import result_file
 from spectral import bbp
 
 
@@ -31,9 +33,13 @@ def bbp_verdict(seed=0, q=0.5):
   s1 = bbp.bbp_top_singular_value(theta, q) + rng.normal(0, 0.02, theta.size)
   ou, ov = bbp.bbp_overlaps(theta, q)
   grid = np.linspace(0.5, 1.5, 6)
+  curve = np.linspace(0.05, 3.0, 40)
+  tu, tv = bbp.bbp_overlaps(curve, q)
   return _verdict("bbp", dict(theta=theta.tolist(), s1_mean=s1.tolist(), s1_sd=[0.03] * theta.size,
                               overlap_u_mean=(ou + 0.01).tolist(), overlap_v_mean=(ov + 0.01).tolist(),
-                              curve_theta=grid.tolist(), curve_detection_rate=[0, 0, 0.1, 0.6, 1, 1]),
+                              curve_theta=grid.tolist(), curve_detection_rate=[0, 0, 0.1, 0.6, 1, 1],
+                              theory_theta=curve.tolist(), theory_s1=bbp.bbp_top_singular_value(curve, q).tolist(),
+                              theory_overlap_u=tu.tolist(), theory_overlap_v=tv.tolist()),
                   measured=dict(theta_50_detection=1.1), details=[dict(theta=0.3), dict(q=q, q_pred=q)])
 
 
@@ -57,16 +63,12 @@ def jacobian_verdict(seed=0, n=48, depths=(1, 2, 4)):
   return _verdict("jacobian_spectra", series, details=details)
 
 
-def hessian_verdict(seed=0, k=8, classes=3):
+def hessian_verdict(seed=0, classes=3):
   rng = np.random.default_rng(seed)
-  grid = np.linspace(-0.5, 12.0, 200)
-  dens = np.exp(-grid**2 / 0.1) + 0.02 * np.exp(-(grid - 10.0) ** 2 / 0.5)
-  ritz = np.concatenate([[10.5, 9.8, 8.9], rng.uniform(0, 1.0, k - classes)])
-  steps = np.array([0, 10, 30, 100])
-  top = np.outer(np.array([0.3, 0.6, 0.9, 1.0]), np.sort(ritz)[::-1][:5])
-  return _verdict("hessian_outliers", dict(slq_grid=grid.tolist(), slq_density=dens.tolist(), ritz_values=ritz.tolist(),
-                                           outlier_count=classes, steps=steps.tolist(), top_eigenvalues=top.tolist()),
-                  measured=dict(outliers=classes), predicted=dict(outliers=classes))
+  dense = np.concatenate([[10.5, 9.8, 8.9], rng.normal(0.0, 0.01, 60)])
+  ritz = np.concatenate([[10.5, 9.8, 8.9], rng.uniform(0, 0.03, 5)])
+  return _verdict("hessian_outliers", dict(ritz_values=ritz.tolist(), dense_eigenvalues=np.sort(dense)[::-1].tolist()),
+                  measured=dict(outliers=classes), predicted=dict(outliers=f"{classes - 1} or {classes}"))
 
 
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
@@ -76,7 +78,7 @@ VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=ja
 def write_verdicts(checks_dir) -> dict:
   out = {}
   for name, make in VERDICTS.items():
-    path = pathlib.Path(checks_dir) / name / "result.json"
+    path = result_file(checks_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     v = make()
     path.write_text(json.dumps(v))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from models.config import RunConfig, config_from_dict, load_config, with_overrides
+from models.config import RunConfig, TrackingConfig, TrainConfig, config_from_dict, load_config, with_overrides
 
 
 def test_round_trip_through_json(tmp_path):
@@ -30,6 +30,10 @@ def test_toml(tmp_path):
     ({"train": {"steps": 10, "snapshot_steps": [0, 20]}}, r"train.snapshot_steps: \[20\] outside"),
     ({"train": {"ensemble_strategy": "pmap"}}, "train.ensemble_strategy"),
     ({"model": {"activation": "swish"}}, "model.activation"),
+    # Checks across sections (RunConfig.__post_init__): both must run, not only the last one defined.
+    ({"tracking": {"jacobian_position": 1000}}, r"tracking.jacobian_position: expected in \[-32, 32\)"),
+    ({"data": {"seq_len": 8}, "tracking": {"jacobian_position": -9}}, "data.seq_len = 8"),
+    ({"train": {"data_parallel": 5}}, "train.data_parallel: 5 does not divide data.batch_size = 32"),
 ])
 def test_bad_configs_name_the_key(raw, match):
   with pytest.raises(ValueError, match=match):
@@ -39,5 +43,11 @@ def test_bad_configs_name_the_key(raw, match):
 def test_wrong_types_and_overrides():
   with pytest.raises(TypeError, match="train.steps: expected int"):
     config_from_dict({"train": {"steps": "many"}})
-  with pytest.raises(ValueError, match="unknown key 'lr'"):
+  with pytest.raises(ValueError, match="override 'train.lr': unknown config key 'lr'"):
     with_overrides(RunConfig(), {"train.lr": 0.1})
+
+
+def test_run_config_cross_checks_accept_the_edges():
+  assert RunConfig(tracking=TrackingConfig(jacobian_position=31)).tracking.jacobian_position == 31
+  assert RunConfig(tracking=TrackingConfig(jacobian_position=-32)).tracking.jacobian_position == -32
+  assert RunConfig(train=TrainConfig(data_parallel=4)).train.data_parallel == 4

@@ -5,13 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from lab.main_job import run_main_job, tiny_config
+from lab.main_job import run_main_job
+from models.presets import tiny_config
 from models import run_folder
 from models.config import config_from_dict
+from theory_checks.__main__ import main as checks_main
 
 
 def test_main_job_tiny(tmp_path, capsys):
-  cfg = tiny_config("e2e")
+  cfg = tiny_config("tiny")  # the run ``python -m theory_checks mp_at_init --quick`` reads
   out = run_main_job(cfg, tmp_path, progress=False, null_draws=100)
   run_dir = out["run"]
   for f in ("config.json", "run.json", "metrics.csv", "DONE", "spectra/step_000000.npz", "spectra/step_000020.npz"):
@@ -33,6 +35,11 @@ def test_main_job_tiny(tmp_path, capsys):
   mtime = (run_dir / "DONE").stat().st_mtime_ns
   run_main_job(cfg, tmp_path, progress=False, null_draws=100)
   assert (run_dir / "DONE").stat().st_mtime_ns == mtime
+  # One location for check results: the check's own command rewrites the main job's verdict file, beside the run.
+  assert out["verdict"] == run_dir / "checks" / "mp_at_init.json"
+  out["verdict"].unlink()
+  assert checks_main(["mp_at_init", "--quick", "--runs", str(tmp_path)]) == 0
+  assert json.loads(out["verdict"].read_text())["run"] == str(run_dir)
 
 
 def test_unknown_format_version_is_a_clear_error(tmp_path):

@@ -6,17 +6,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab.main_job import tiny_config
-from models import train
+from models.presets import tiny_config
+from models.members import graphdef_of, member_hparams, member_key, members_of
+from models.optimizer import learning_rate_schedule
+from models.steps import init_state, make_ensemble_step, make_member_step
 from models.config import with_overrides
 
 
 def _ensemble(cfg, strategy, steps):
-  members = train.members_of(cfg)
-  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  hp = train.member_hparams(members)
-  state = train.init_state(cfg, keys, hp)
-  step_fn = train.make_ensemble_step(cfg, train.graphdef_of(cfg), strategy)
+  members = members_of(cfg)
+  keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
+  hp = member_hparams(members)
+  state = init_state(cfg, keys, hp)
+  step_fn = make_ensemble_step(cfg, graphdef_of(cfg), strategy)
   for s in range(steps):
     state, out = step_fn(state, hp, keys, s)
   assert step_fn._cache_size() == 1  # one compiled program for every step
@@ -24,10 +26,10 @@ def _ensemble(cfg, strategy, steps):
 
 
 def _solo(cfg, member, steps):
-  key = train.member_key(cfg, member.seed_index)
-  hp = {k: v[0] for k, v in train.member_hparams([member]).items()}
-  state = jax.tree_util.tree_map(lambda x: x[0], train.init_state(cfg, key[None], {k: v[None] for k, v in hp.items()}))
-  step = jax.jit(train.make_member_step(cfg, train.graphdef_of(cfg)))
+  key = member_key(cfg, member.seed_index)
+  hp = {k: v[0] for k, v in member_hparams([member]).items()}
+  state = jax.tree_util.tree_map(lambda x: x[0], init_state(cfg, key[None], {k: v[None] for k, v in hp.items()}))
+  step = jax.jit(make_member_step(cfg, graphdef_of(cfg)))
   for s in range(steps):
     state, out = step(state, hp, key, s)
   return state["params"], out["loss"]
@@ -35,7 +37,7 @@ def _solo(cfg, member, steps):
 
 def _assert_member_matches(cfg, strategy, steps=5, which=(1, -1)):
   ens, ens_loss = _ensemble(cfg, strategy, steps)
-  members = train.members_of(cfg)
+  members = members_of(cfg)
   for member in (members[i] for i in which):
     solo, solo_loss = _solo(cfg, member, steps)
     mine = jax.tree_util.tree_map(lambda x: x[member.index], ens)
@@ -60,12 +62,12 @@ def test_per_member_hyperparameters_match_solo_runs():
       {"seed_index": 0, "noise_p": 0.0},
       {"seed_index": 1, "noise_p": 0.3, "learning_rate": 3e-3, "weight_decay": 0.1},
       {"seed_index": 1, "noise_p": 1.0, "init_scale": 2.0, "learning_rate": 1e-4}]})
-  members = train.members_of(cfg)
+  members = members_of(cfg)
   assert [m.learning_rate for m in members] == [1e-3, 3e-3, 1e-4] and members[2].init_scale == 2.0
   _assert_member_matches(cfg, "vmap", which=(1, 2))
   # Members differ: the init-scale member starts from twice the same draw (shared seed index 1).
-  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  p = train.init_state(cfg, keys, train.member_hparams(members))["params"]
+  keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
+  p = init_state(cfg, keys, member_hparams(members))["params"]
   w = np.asarray(p["blocks"][0]["mlp_in"]["kernel"][...])
   np.testing.assert_allclose(w[2], 2.0 * w[1], rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(p["blocks"][0]["ln_mlp"]["scale"][...])[2], 1.0)
@@ -82,31 +84,31 @@ def test_sgd_cosine_clip_runs_one_program():
 def test_schedules():
   from models.config import TrainConfig
   tc = TrainConfig(steps=10, schedule="warmup_cosine", warmup_steps=2, snapshot_steps=(0,))
-  f = train.learning_rate_schedule(tc, 1.0)
+  f = learning_rate_schedule(tc, 1.0)
   np.testing.assert_allclose([float(f(c)) for c in (0, 1, 2, 6, 10)], [0.5, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
-  assert train.learning_rate_schedule(TrainConfig(), 0.1) == 0.1  # constant: the plain scalar (flagship path)
+  assert learning_rate_schedule(TrainConfig(), 0.1) == 0.1  # constant: the plain scalar (flagship path)
 
 
 def test_growing_the_ensemble_keeps_existing_members():
   small = tiny_config()
   big = with_overrides(small, {"train.members_per_regime": 3})
-  keys_small = [train.member_key(small, m.seed_index) for m in train.members_of(small)]
-  keys_big = {(m.regime, m.seed_index): train.member_key(big, m.seed_index) for m in train.members_of(big)}
-  for m, k in zip(train.members_of(small), keys_small):
+  keys_small = [member_key(small, m.seed_index) for m in members_of(small)]
+  keys_big = {(m.regime, m.seed_index): member_key(big, m.seed_index) for m in members_of(big)}
+  for m, k in zip(members_of(small), keys_small):
     np.testing.assert_array_equal(k, keys_big[(m.regime, m.seed_index)])
 
 
 def test_diverging_member_is_frozen_not_contagious():
   cfg = tiny_config()
-  members = train.members_of(cfg)
-  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  hp = train.member_hparams(members)
-  state = train.init_state(cfg, keys, hp)
+  members = members_of(cfg)
+  keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
+  hp = member_hparams(members)
+  state = init_state(cfg, keys, hp)
   # Poison member 0's unembedding with NaN.
   params = state["params"]
   params["unembed"]["kernel"][...] = params["unembed"]["kernel"][...].at[0].set(jnp.nan)
   before = jax.tree_util.tree_map(lambda x: np.asarray(x).copy(), params)
-  step_fn = train.make_ensemble_step(cfg, train.graphdef_of(cfg), "vmap")
+  step_fn = make_ensemble_step(cfg, graphdef_of(cfg), "vmap")
   for s in range(2):
     state, out = step_fn(state, hp, keys, s)
   assert not bool(out["finite"][0]) and bool(np.all(out["finite"][1:]))

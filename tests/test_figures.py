@@ -5,6 +5,7 @@ overlapping text, provenance in the PDF/PNG metadata and the sidecar, and sideca
 inputs. Inputs of an unknown format give a clear error; missing inputs name the command that produces them.
 """
 
+import dataclasses
 import json
 import pathlib
 
@@ -16,9 +17,13 @@ import figure_fixtures
 from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
                      metrics_evolution, registry, spacing_ratios, style, tw_histogram)
 from figures.__main__ import main as figures_main
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
+from models.check_result import Verdict, result_path
 from models.train import train_run
+from theory_checks import bbp as bbp_check
+from theory_checks import hessian_outliers, tw_fluctuations
+from theory_checks import jacobian_spectra as jacobian_check
 
 
 @pytest.fixture(scope="module")
@@ -121,21 +126,25 @@ def test_spacing_ratios(tiny_run, tmp_path):
   assert integrate.quad(spacing_ratios.poisson_ratio, 0, 1)[0] == pytest.approx(1.0)
 
 
-CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2)]
+CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 1)]
+
+
+def series_names(module, verdict) -> list[str]:
+  """The figure's ``SERIES`` with ``<L>`` expanded over the verdict's depths."""
+  depths = verdict.series.get("depths", [])
+  return [n.replace("<L>", str(d)) for n in module.SERIES for d in (depths if "<L>" in n else [None])]
 
 
 @pytest.mark.parametrize("module,n_panels", CHECK_FIGURES, ids=[m.NAME for m, _ in CHECK_FIGURES])
 def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
   verdicts = figure_fixtures.write_verdicts(tmp_path / "checks")
   verdict = inputs.load_verdict(tmp_path / "checks", module.CHECK)
+  assert isinstance(verdict, Verdict) and verdict.to_dict() == Verdict.from_dict(verdicts[module.CHECK]).to_dict()
   side = check_outputs(module.make_figure(verdict, tmp_path / "out"), n_panels, [f"checks/{module.CHECK}"])
   plotted, series = side["plotted"], verdicts[module.CHECK]["series"]
-  for key, names in module.SERIES.items():  # every series the figure draws is the stored one, unchanged
-    stored = next((series[n] for n in names if n in series), None)
-    drawn = next((plotted[n] for n in names if n in plotted), None)
-    if stored is not None and drawn is not None:
-      np.testing.assert_allclose(np.ravel(drawn) if key != "ritz" else np.sort(drawn), np.ravel(stored)
-                                 if key != "ritz" else np.sort(stored))
+  for name in series_names(module, verdict):  # every series drawn under its own name is the stored one, unchanged
+    if name in plotted:
+      np.testing.assert_allclose(np.sort(np.ravel(plotted[name])), np.sort(np.ravel(series[name])))
   if module is jacobian_spectra:
     for panel, depth in zip(plotted["panels"], series["depths"]):
       s2 = np.asarray(series[f"linear_sq_sv_depth_{depth}"])
@@ -143,23 +152,38 @@ def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
       assert panel["orthogonal_max_deviation"] < 1e-6 and "tanh_hist" in panel
   if module is tw_histogram:
     np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
+  if module is hessian_spectrum:
+    assert plotted["outlier_count"] == 3 and plotted["ritz_values"][:3] == [10.5, 9.8, 8.9]
 
 
-def test_hessian_figure_from_dense_eigenvalues(tmp_path):
-  """The Hessian check may store the exact (dense) spectrum instead of an SLQ density."""
-  v = figure_fixtures.hessian_verdict()
-  for k in ("slq_grid", "slq_density", "steps", "top_eigenvalues", "outlier_count"):
-    del v["series"][k]
-  v["series"]["dense_eigenvalues"] = np.linspace(-0.01, 0.05, 50).tolist() + [8.9, 9.8, 10.5]
-  side = check_outputs(hessian_spectrum.make_figure(inputs.parse_verdict(v), tmp_path), 1, ["checks/hessian_outliers"])
-  assert side["plotted"]["density_source"] == "dense" and side["plotted"]["outlier_count"] == 3
+REAL_CHECKS = {  # each check at a size of seconds
+    "tw_histogram": lambda: tw_fluctuations.check(shape=(20, 10), seeds=60),
+    "bbp_transition": lambda: bbp_check.check(shape=(40, 20), seeds=6, curve_points=3),
+    "jacobian_spectra": lambda: jacobian_check.check(n=12, seeds=3, depths=(1, 2)),
+    "hessian_spectrum": lambda: hessian_outliers.check(classes=3, dim=4, hidden=8, samples=128, steps=20, k=10),
+}
+
+
+COMPILE_HEAVY = {"jacobian_spectra", "hessian_spectrum"}  # about ten XLA compilations each: slow on 2 CPU cores
+
+
+@pytest.mark.parametrize("module", [pytest.param(m, marks=[pytest.mark.slow] if m.NAME in COMPILE_HEAVY else [])
+                                    for m, _ in CHECK_FIGURES], ids=[m.NAME for m, _ in CHECK_FIGURES])
+def test_check_figures_read_what_their_checks_write(module):
+  """No alias tables: every series a figure reads is one its check writes, and it needs no other."""
+  verdict = REAL_CHECKS[module.NAME]()
+  assert verdict.check == module.CHECK
+  names = series_names(module, verdict)
+  assert set(names) <= set(verdict.series), sorted(set(names) - set(verdict.series))
+  only = dataclasses.replace(verdict, series={n: verdict.series[n] for n in names})
+  module.plotted_numbers(Verdict.from_dict(only.to_dict()))
 
 
 def test_missing_series_names_the_check(tmp_path):
   v = figure_fixtures.bbp_verdict()
   del v["series"]["s1_mean"]
   with pytest.raises(inputs.MissingInput, match="python -m theory_checks bbp --quick"):
-    bbp_transition.make_figure(inputs.parse_verdict(v), tmp_path)
+    bbp_transition.make_figure(Verdict.from_dict(v), tmp_path)
 
 
 def test_regime_colours_are_fixed():
@@ -178,7 +202,9 @@ def test_unknown_format_version_is_a_clear_error(tmp_path, capsys):
   assert figures_main(["esd_by_regime", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]) == 1
   assert "format version 999" in capsys.readouterr().err
   with pytest.raises(inputs.VerdictFormatError, match="missing"):
-    inputs.parse_verdict({"check": "x"})
+    Verdict.from_dict({"check": "x"})
+  with pytest.raises(inputs.VerdictFormatError, match="status"):
+    Verdict.from_dict(dict(figure_fixtures.tw_verdict(), status="MAYBE"))
 
 
 def test_missing_inputs_name_the_command(tmp_path, capsys):
@@ -189,6 +215,23 @@ def test_missing_inputs_name_the_command(tmp_path, capsys):
   assert figures_main(["all", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err
   assert "produce it with: python -m lab main" in err
+
+
+def test_check_results_are_found_where_checks_write_them(tmp_path):
+  runs = tmp_path / "runs"
+  v = figure_fixtures.tw_verdict()
+  # A check that read the main job's run stores its result beside that run; the default search finds it there.
+  path = result_path(runs / inputs.DEFAULT_RUN, "tw_fluctuations")
+  path.parent.mkdir(parents=True)
+  path.write_text(json.dumps(v))
+  assert inputs.load_verdict(inputs.default_checks_dirs(runs), "tw_fluctuations").series == v["series"]
+  # Results in the layout of older lab versions (<CHECK>/result.json) are still read.
+  old = tmp_path / "old_checks" / "bbp" / "result.json"
+  old.parent.mkdir(parents=True)
+  old.write_text(json.dumps(figure_fixtures.bbp_verdict()))
+  assert inputs.load_verdict(tmp_path / "old_checks", "bbp").check == "bbp"
+  with pytest.raises(inputs.MissingInput, match="old_checks/tw_fluctuations.json"):
+    inputs.load_verdict(tmp_path / "old_checks", "tw_fluctuations")
 
 
 def test_cli_list_and_all(tiny_run, tmp_path, capsys):

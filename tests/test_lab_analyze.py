@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lab.__main__ import main
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
 from models.train import train_run
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
 from models.config import with_overrides
 from models.train import train_run

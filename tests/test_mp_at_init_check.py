@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
 from models.train import train_run
 from theory_checks import mp_at_init

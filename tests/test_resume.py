@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
 from models.config import with_overrides
 from models.train import TrainingInterrupted, load_trained_params, train_run

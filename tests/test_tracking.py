@@ -8,12 +8,13 @@ import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder, tracking
 from models.config import with_overrides
 from models.data import make_task
-from models.train import (TrainingInterrupted, graphdef_of, init_params, load_trained_params, loss_and_accuracy,
-                          member_key, members_of, train_run)
+from models.members import graphdef_of, init_params, member_key, members_of
+from models.steps import loss_and_accuracy
+from models.train import TrainingInterrupted, load_trained_params, train_run
 from spectral import jacobian as jc
 
 STEPS = 12

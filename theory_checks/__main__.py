@@ -5,7 +5,10 @@
   python -m theory_checks all [--quick] [--runs DIR]
   python -m theory_checks calibrate [NAME ...] [--quick] [--json PATH]
 
-Each check writes its verdict to ``<runs>/checks/<NAME>/result.json`` (or ``--json PATH``) and prints a summary.
+Each check writes its verdict where every check result lives (``models.check_result``): beside the run folder it
+measured, ``<runs>/<RUN>/checks/<NAME>.json`` (the main job's ``mp_at_init`` verdict is the same file), or
+``<runs>/checks/<NAME>.json`` for a check that reads no run folder; ``--json PATH`` writes it there instead. It
+prints a summary.
 Checks that need trained models reuse the run folders under ``--runs`` (``models.train.train_run`` returns a finished
 run without retraining). The exit status is 0 when no check FAILs (INCONCLUSIVE is not a failure), 1 otherwise.
 """
@@ -18,6 +21,7 @@ import pathlib
 import sys
 import time
 
+from models.check_result import result_folder, result_path
 from theory_checks import common
 from theory_checks.registry import CHECKS, get_check
 from theory_checks.verdict import FAIL
@@ -27,7 +31,7 @@ def run_one(name: str, quick: bool, runs_dir: pathlib.Path, json_path: str | Non
   check = get_check(name)
   t0 = time.perf_counter()
   verdict = check.run(quick=quick, runs_dir=runs_dir, seed=seed)
-  path = pathlib.Path(json_path) if json_path else common.check_dir(runs_dir, name) / "result.json"
+  path = pathlib.Path(json_path) if json_path else result_path(result_folder(verdict.run, runs_dir), name)
   verdict.write_json(path)
   print(verdict.summary())
   print(f"  result:     {path}  ({time.perf_counter() - t0:.1f} s)")

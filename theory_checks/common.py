@@ -23,11 +23,6 @@ from spectral import tracy_widom as tw
 DEFAULT_RUNS = pathlib.Path("runs")
 
 
-def check_dir(runs_dir: str | pathlib.Path, name: str) -> pathlib.Path:
-  """Folder a check writes its result into: ``<runs_dir>/checks/<name>/``."""
-  return pathlib.Path(runs_dir) / "checks" / name
-
-
 def binomial_upper_quantile(n: int, p: float, prob: float) -> int:
   """Smallest ``k`` with ``P(Binomial(n, p) <= k) >= prob``."""
   cdf = 0.0

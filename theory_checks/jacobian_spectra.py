@@ -6,10 +6,13 @@ THEORY.md section 6; ``spectral.free_probability``):
     follow Fuss-Catalan with moments ``m_k = binom((L+1)k, k) / (Lk + 1)``;
 (b) deep linear, orthogonal weights: ``J`` is orthogonal, every singular value is exactly 1 (isometry);
 (c) tanh, weights ``sigma_w^2 / N``, biases ``sigma_b^2``, at criticality ``chi = sigma_w^2 E[phi'(sqrt(q*) z)^2] = 1``
-    with the input at the fixed point ``q*``: the squared singular values of ``J = dh_L / dh_0`` have mean
-    ``m_1 = chi^L = 1`` and variance ``m_2 - m_1^2 = L (mu_2 / mu_1^2 - 1 - s_1)`` with ``s_1 = -1`` (Gaussian).
+    with the input at the fixed point ``q*``: the squared singular values of ``J = dx_L / dx_0 = D_L W_L ... D_1 W_1``
+    have mean ``m_1 = chi^L = 1`` and variance ``m_2 - m_1^2 = L (mu_2 / mu_1^2 - 1 - s_1)`` with ``s_1 = -1``
+    (Gaussian).
 
-Measurement: ``seeds`` networks of width N per depth, Jacobians by ``jax.jacfwd``, all seeds in one vmapped
+Measurement: ``seeds`` networks ``models.mlp.DeepMLP`` of width N per depth (linear, orthogonal or tanh), the input
+``x_0 = phi(h_0)`` with ``h_0 ~ N(0, q_0 I)`` so that every pre-activation starts at variance ``q_0`` (``q*`` for the
+prediction), Jacobians by ``jax.jacfwd`` (``models.mlp.input_output_jacobian``), all seeds in one vmapped
 computation; moments are means over the N eigenvalues of ``J J^T`` and over seeds. Moments, not the maximum: the
 largest singular value converges slowly (THEORY.md).
 
@@ -33,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models.mlp import MLPConfig, init_mlp_params, input_output_jacobian
 from spectral import free_probability as fp
 from theory_checks import common
 from theory_checks.verdict import FAIL, PASS, Verdict
@@ -45,28 +49,21 @@ def sizes(quick: bool) -> dict:
   return dict(n=64, seeds=16, depths=(1, 2, 4)) if quick else dict(n=400, seeds=32, depths=(1, 2, 4, 8, 16, 32))
 
 
-@functools.partial(jax.jit, static_argnames=("n", "depth", "kind", "seeds"))
+NETWORKS = {"linear": ("linear", "gaussian"), "orthogonal": ("linear", "orthogonal"), "tanh": ("tanh", "gaussian")}
+"""kind -> (activation, init) of the deep MLP."""
+
+
+@functools.partial(jax.jit, static_argnames=("n", "depth", "kind", "seeds", "sigma_w", "sigma_b"))
 def jacobian_sq_singular_values(key, n: int, depth: int, kind: str, seeds: int, sigma_w=1.0, sigma_b=0.0, q0=1.0):
-  """(seeds, n) eigenvalues of ``J J^T`` for ``kind`` in {"linear", "orthogonal", "tanh"}."""
+  """(seeds, n) eigenvalues of ``J J^T`` for the deep MLP of ``kind`` in {"linear", "orthogonal", "tanh"}."""
+  activation, init = NETWORKS[kind]
+  cfg = MLPConfig(width=n, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, init=init)
 
   def one(k):
-    kw, kb, kx = jax.random.split(k, 3)
-    if kind == "orthogonal":
-      g = jax.random.normal(kw, (depth, n, n))
-      qs, rs = jnp.linalg.qr(g)
-      ws = qs * jnp.sign(jnp.diagonal(rs, axis1=-2, axis2=-1))[:, None, :]
-    else:
-      ws = sigma_w * jax.random.normal(kw, (depth, n, n)) / jnp.sqrt(jnp.float32(n))
-    bs = sigma_b * jax.random.normal(kb, (depth, n))
+    kp, kx = jax.random.split(k)
+    graphdef, params = init_mlp_params(cfg, kp)
     h0 = jnp.sqrt(q0) * jax.random.normal(kx, (n,))
-
-    def net(h):
-      for layer in range(depth):
-        x = jnp.tanh(h) if kind == "tanh" else h
-        h = ws[layer] @ x + (bs[layer] if kind == "tanh" else 0.0)
-      return h
-
-    j = jax.jacfwd(net)(h0)
+    j = input_output_jacobian(graphdef, params, jnp.tanh(h0) if activation == "tanh" else h0)
     return jnp.linalg.eigvalsh(j @ j.T)
 
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(seeds))

@@ -3,11 +3,12 @@ variance.
 
 Prediction (Marchenko & Pastur 1967; THEORY.md sections 1-2): a matrix with iid N(0, sigma^2) entries, oriented
 ``N x M`` with ``q = M / N``, has the ESD of ``X = W^T W / N`` close to MP(q, sigma^2) with no parameter fitted:
-``sigma^2`` is the initialiser's stated variance (``models.transformer.init_variance``). Its largest eigenvalue obeys
+``sigma^2`` is the initialiser's stated variance, recorded per member in run.json (``Run.init_variance``; the rule
+is ``models.transformer.init_variance``). Its largest eigenvalue obeys
 Johnstone 2001 (Thm 1.1) with Ma's 2012 centring: ``t = (N l_max / sigma^2 - mu) / s -> TW1``.
 
 Measurement: the step-0 spectra of every weight matrix of a run folder. The regimes of one seed share their initial
-weights (``models.train``: the init key depends on the seed index only), so only one member per seed index is
+weights (``models.members``: the init key depends on the seed index only), so only one member per seed index is
 tested: counting the copies would pretend to independence that is not there. Two statistics per matrix:
 
 - bulk: ``M * KS(ESD, MP(q, sigma^2))``. Eigenvalues are rigid, so KS shrinks like 1/M and ``M * KS`` stays O(1); it
@@ -123,8 +124,9 @@ def check_run(run: Run, *, level: float = 0.01, family_level: float = 0.01, null
 
 
 def run_config(quick: bool):
-  """The training run whose step-0 spectra are tested: the main job's run (``lab``), tiny in quick mode."""
-  from lab.main_job import default_config, tiny_config
+  """The training run whose step-0 spectra are tested: the main job's run (``models.presets``), tiny in quick
+  mode."""
+  from models.presets import default_config, tiny_config
   return tiny_config("tiny") if quick else default_config()
 
 
@@ -148,7 +150,7 @@ def calibrate(quick: bool = False, seed: int = 0, *, level: float = 0.01, shapes
   trials = trials or (150 if quick else 2000)
   null_draws = null_draws or (200 if quick else 1000)
   if shapes is None:
-    from models.train import init_params
+    from models.members import init_params
     from models.weight_matrices import weight_matrices
     params = init_params(run_config(quick), jax.random.PRNGKey(0))
     shapes = sorted({tuple(v.shape) for v in weight_matrices(params).values()})
