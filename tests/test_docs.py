@@ -1,6 +1,6 @@
 """The lab's documentation is self-contained.
 
-- No tracked file points outside the repository (a ``shared/`` folder beside it) or at a theory document that is not
+- No tracked file points outside the repository (the ``shared`` folder beside it) or at a theory document that is not
   in it; every link into a Markdown file names an anchor that file has.
 - Every registered check's verdict ``source`` cites an existing ``docs/THEORY.md`` section or a paper, and the theory
   document has a section for every registered check.
@@ -19,11 +19,12 @@ import pytest
 from theory_checks.registry import CHECKS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-THEORY = REPO / "docs" / "THEORY.md"
 THEORY_NAME = "THEORY" + ".md"  # spelled in two parts so this file holds no bare reference to the name
+THEORY = REPO / "docs" / THEORY_NAME
 
-# ``shared/`` as a path component (``../shared/README.md``, ``shared/THEORY.md``), not ``unshared/`` or ``_shared/``.
-OUTSIDE = re.compile(r"(?<![\w-])shared/")
+# A path through a folder named ``shared`` (``../shared`` + ``/README.md``), not ``unshared`` or ``_shared``. The
+# pattern is written so that this file does not match it.
+OUTSIDE = re.compile(r"(?<![\w-])shared[/]")
 # A path whose last component is the theory document's name, with an optional ``#anchor``.
 THEORY_REF = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*" + re.escape(THEORY_NAME) + r")(#[\w-]+)?")
 # A paper: an arXiv id, a DOI, or "Author[ & Author | et al.] ... year".
@@ -72,9 +73,9 @@ def markdown_anchors(text: str) -> set[str]:
 
 
 def bad_references(rel_path: str, text: str, repo: pathlib.Path = REPO) -> list[str]:
-  """Problems with the references in one file's ``text``: paths into ``shared/``, theory-document paths that do not
-  resolve to a file inside ``repo`` (from the repository root or from the file's folder), and anchors that file
-  lacks."""
+  """Problems with the references in one file's ``text``: paths through a ``shared`` folder, theory-document paths
+  that do not resolve to a file inside ``repo`` (from the repository root or from the file's folder), and anchors
+  that file lacks."""
   problems = []
   line_of = lambda pos: text.count("\n", 0, pos) + 1
   for m in OUTSIDE.finditer(text):
