@@ -1,7 +1,7 @@
 """Figure: the BBP transition, predicted against measured outlier location, singular-vector overlaps, detection.
 
 Input: the stored result of the check ``bbp`` (``python -m theory_checks bbp --quick``),
-``<runs>/checks/bbp.json``. Model: ``W = theta u v^T + G / sqrt(N)`` (THEORY.md section 3), threshold
+``<runs>/checks/bbp.json``. Model: ``W = theta u v^T + G / sqrt(N)`` (docs/THEORY.md#bbp), threshold
 ``theta_c = q^(1/4)``. Series read (``SERIES``, as the check writes them):
 - ``theta``, ``s1_mean``, ``s1_sd``: spike strengths and the measured top singular value of ``W`` (mean, sd over
   seeds);

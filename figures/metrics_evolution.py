@@ -6,7 +6,7 @@ mean over the regime's members, with a band from the smallest to the largest mem
 seeds a range is more honest than a standard deviation). Metrics (``spectral.metrics`` on the stored ESDs):
 ``alpha`` (CSN power-law exponent of the tail), ``n_outliers`` (eigenvalues above the Johnstone-Ma Tracy-Widom
 threshold at false-alarm ``measure.LEVEL``, median-fitted sigma^2), and ``M x mp_ks`` (KS distance between the bulk
-and MP(q, sigma^2) times ``M``: by rigidity pure noise gives a few units, THEORY.md section 1). Step 0 is the
+and MP(q, sigma^2) times ``M``: by rigidity pure noise gives a few units, docs/THEORY.md#tolerances). Step 0 is the
 initialisation; the step axis is symmetric-log so it can be shown.
 """
 

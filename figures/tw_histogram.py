@@ -3,7 +3,7 @@
 Input: the stored result of the check ``tw_fluctuations`` (``python -m theory_checks tw_fluctuations --quick``),
 ``<runs>/checks/tw_fluctuations.json``. Series read (``SERIES``, as the check writes it):
 - ``scaled_lmax``: the Johnstone-Ma scaled maxima ``(N l_max / sigma^2 - mu) / s`` of independent matrices
-  (THEORY.md section 2).
+  (docs/THEORY.md#tw_fluctuations).
 Shape, seeds and beta come from the verdict's ``details``; the KS distance and its critical value from ``measured``
 and ``predicted``. Left: histogram against the TW1 density (TW2 dotted, to show what a wrong law looks like); right:
 empirical CDF against the TW1 CDF (Bornemann quadrature, ``spectral.tracy_widom``).

@@ -1,6 +1,6 @@
 """The BBP transition for low-rank spikes in rectangular noise (Benaych-Georges & Nadakuditi 2012).
 
-Model (THEORY.md section 3; Benaych-Georges & Nadakuditi 2012, J. Multivar. Anal. 111:120, arXiv:1103.2221,
+Model (docs/THEORY.md#bbp; Benaych-Georges & Nadakuditi 2012, J. Multivar. Anal. 111:120, arXiv:1103.2221,
 section 3.1): ``W = sum_i theta_i u_i v_i^T + G / sqrt(N)`` of shape ``N x M`` (long side first), ``q = M / N <= 1``,
 ``u_i`` orthonormal in R^N (long side), ``v_i`` orthonormal in R^M (short side), ``G`` iid N(0, 1). For noise of
 variance ``sigma^2 / N`` divide ``theta`` by ``sigma``. As ``N -> inf`` at fixed ``q`` and fixed rank ``k``, each spike

@@ -1,6 +1,6 @@
 """Empirical spectral densities (ESDs) of weight matrices.
 
-Convention (shared/README.md, THEORY.md): for ``W`` of shape ``(a, b)`` let ``N = max(a, b)``, ``M = min(a, b)`` and
+Convention (docs/THEORY.md#conventions): for ``W`` of shape ``(a, b)`` let ``N = max(a, b)``, ``M = min(a, b)`` and
 ``q = M / N <= 1``. Orient ``W`` as ``W_s`` with ``M`` rows (``W`` or ``W^T``). The ESD is the ``M`` eigenvalues of
 the ``M x M`` correlation matrix
 

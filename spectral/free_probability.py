@@ -25,9 +25,9 @@
        m_2 / m_1^2 - 1 = L (mu_2 / mu_1^2 - 1 - s_1),   mu_k = E[phi'(sqrt(q*) z)^(2k)],
 
    ``s_1 = -1`` for Gaussian and ``0`` for orthogonal weights (PSG 2017, section on the moments of ``J J^T``; at
-   criticality ``chi = 1`` this is the variance ``L (mu_2/mu_1^2 - 1 - s_1)`` of THEORY.md section 6). Linear
-   Gaussian: ``L``, matching Fuss-Catalan ``m_2 - 1 = L``. Gaussian expectations use Gauss-Hermite quadrature with an
-   even number of nodes, exact for ReLU (the nodes are symmetric and avoid 0).
+   criticality ``chi = 1`` this is the variance ``L (mu_2/mu_1^2 - 1 - s_1)``, docs/THEORY.md#jacobian_spectra).
+   Linear Gaussian: ``L``, matching Fuss-Catalan ``m_2 - 1 = L``. Gaussian expectations use Gauss-Hermite quadrature
+   with an even number of nodes, exact for ReLU (the nodes are symmetric and avoid 0).
    ReLU and linear networks are degenerate: without bias the variance map is ``q -> chi q``, so at criticality every
    ``q`` is a fixed point (``fixed_point_q`` returns the input's ``q0``) and with ``sigma_b > 0`` there is no finite
    critical point.

@@ -1,6 +1,6 @@
 """The Marchenko-Pastur law (Marchenko & Pastur 1967, Math. USSR Sbornik 1:457).
 
-Convention (THEORY.md section 1): ``W`` is ``N x M`` after orientation, ``q = M / N <= 1``, iid entries of mean 0
+Convention (docs/THEORY.md#conventions): ``W`` is ``N x M`` after orientation, ``q = M / N <= 1``, iid entries of mean 0
 and variance ``sigma^2``, ``X = W^T W / N``. As ``N, M -> inf`` at fixed ``q`` the ESD of ``X`` converges to
 
     rho(l) = sqrt((l+ - l)(l - l-)) / (2 pi sigma^2 q l)   on [l-, l+],   l+- = sigma^2 (1 +- sqrt(q))^2,
@@ -112,7 +112,7 @@ def fit_mp_sigma2(eigenvalues, q: float) -> float:
 def mp_ks_distance(eigenvalues, q: float, sigma2: float) -> float:
   """Kolmogorov-Smirnov distance ``sup |F_emp - F_MP|`` between an ESD and MP(q, sigma^2).
 
-  Eigenvalues are rigid, so for pure noise this shrinks like ``1 / M`` (THEORY.md section 1), not ``1/sqrt(M)``;
+  Eigenvalues are rigid, so for pure noise this shrinks like ``1 / M`` (docs/THEORY.md#tolerances), not ``1/sqrt(M)``;
   compare with a bound of a few units over ``M``, never with an iid KS p-value.
   """
   ev = np.sort(np.asarray(eigenvalues, dtype=np.float64))

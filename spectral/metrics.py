@@ -24,7 +24,7 @@ Metrics (keys of the returned dict):
   ``level`` with the estimated ``mp_sigma2`` (``spectral.tracy_widom.count_outliers``). WW ``num_spikes`` counts
   eigenvalues above ``bulk_max`` with no stated level.
 - ``mp_ks``: KS distance between the bulk (eigenvalues not counted as outliers) and MP(q, mp_sigma2); pure noise
-  gives a few units over ``M`` (THEORY.md section 1). No WW counterpart.
+  gives a few units over ``M`` (docs/THEORY.md#tolerances). No WW counterpart.
 - ``spacing_ratio, spacing_ratio_se``: mean ratio of consecutive spacings of the central half of the spectrum (GOE
   value 0.5307; ``spectral.wigner``). No WW counterpart.
 """

@@ -22,8 +22,8 @@ Densities are exact derivatives of the discretised determinants: writing ``K_s(t
 Published moments (Bornemann 2010, Table 10): TW1 mean -1.2065335745820, variance 1.6077810345810; TW2 mean
 -1.7710868074, variance 0.8131947928. The tests integrate our densities and compare.
 
-Johnstone 2001 (Ann. Stat. 29:295, Thm 1.1) with Ma's 2012 centring (Bernoulli 18:322), THEORY.md section 2: for an
-``n x p`` matrix ``Z`` of iid N(0, 1) entries, ``(l_max(Z^T Z) - mu) / s -> TW1`` with ``n' = n - 1/2``,
+Johnstone 2001 (Ann. Stat. 29:295, Thm 1.1) with Ma's 2012 centring (Bernoulli 18:322; docs/THEORY.md#mp_at_init):
+for an ``n x p`` matrix ``Z`` of iid N(0, 1) entries, ``(l_max(Z^T Z) - mu) / s -> TW1`` with ``n' = n - 1/2``,
 ``p' = p - 1/2``, ``mu = (sqrt(n') + sqrt(p'))^2``, ``s = (sqrt(n') + sqrt(p')) (1/sqrt(n') + 1/sqrt(p'))^(1/3)``.
 In our ESD convention (``X = W_s W_s^T / N``, ``N = n = max`` dimension, ``p = M``), with entries of variance
 ``sigma^2``: ``l_max(X) ~ sigma^2 (mu + s TW1) / N``.

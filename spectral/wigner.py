@@ -1,4 +1,4 @@
-"""Wigner's semicircle, level-spacing ratios and eigenvector localisation (THEORY.md section 4).
+"""Wigner's semicircle, level-spacing ratios and eigenvector localisation (docs/THEORY.md#wigner_goe).
 
 - GOE: ``H = (A + A^T) / sqrt(2 N)`` with ``A`` (N x N) iid N(0, 1); its ESD tends to the semicircle
   ``rho(x) = sqrt(4 - x^2) / (2 pi)`` on ``[-2, 2]`` (Wigner 1958). ``radius`` rescales it: ``R = 2 sigma``.

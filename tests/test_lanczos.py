@@ -103,24 +103,38 @@ def test_slq_is_gauss_quadrature_exact_to_degree_2m_minus_1():
       assert abs(np.sum(np.asarray(quad.weights[i]) * np.asarray(quad.nodes[i]) ** (2 * m)) - exact) > 1e-8
 
 
+# A gamma bulk of 297 eigenvalues plus three outliers; m = 50 Lanczos steps on p = 100 Rademacher probes.
+SLQ_CASE = dict(n=300, m=50, p=100)
+
+
+def _slq_case():
+  rng = np.random.default_rng(10)
+  n = SLQ_CASE["n"]
+  ev = np.concatenate([rng.gamma(2.0, 0.5, n - 3), [8.0, 9.0, 10.0]])
+  return ev, _sym_with_spectrum(ev, seed=11)
+
+
+def _slq_w1_bound(width, n, m, p):
+  """Wasserstein-1 error bound of SLQ against the exact spectral measure.
+
+  Quadrature term ``pi * width / (4 m)`` (Jackson, degree 2m - 1); sampling term: for a Rademacher probe,
+  ``Var(psi_v((-inf, x])) <= 2 F(x) (1 - F(x)) / n <= 1 / (2 n)``, so ``E|F_slq - F| <= 1 / sqrt(2 n p)`` at every x and
+  the expected W1 from sampling is at most ``width / sqrt(2 n p)``; allow 3 times that (Markov: exceeded with
+  probability <= 1/3 at worst, far less in practice since the bound on F(1 - F) is loose). Chen, Trogdon & Ubaru
+  2021 (arXiv:2105.06595) have the same two terms.
+  """
+  return width * (np.pi / (4 * m) + 3.0 / np.sqrt(2.0 * n * p))
+
+
 def test_slq_density_within_chen_trogdon_ubaru_w1_bound():
   with jax.enable_x64(True):
-    rng = np.random.default_rng(10)
-    n, m, p = 300, 20, 10
-    ev = np.concatenate([rng.gamma(2.0, 0.5, n - 3), [8.0, 9.0, 10.0]])
-    a = _sym_with_spectrum(ev, seed=11)
+    n, m, p = SLQ_CASE["n"], SLQ_CASE["m"], SLQ_CASE["p"]
+    ev, a = _slq_case()
     quad = lz.slq(_matvec(a), n, jax.random.key(12), num_steps=m, num_probes=p)
     w1 = lz.wasserstein1(quad.nodes, quad.weights, ev, np.ones(n))
     width = ev.max() - ev.min()
-    # Quadrature term pi * width / (4 m) (Jackson, degree 2m - 1); sampling term: for a Rademacher probe,
-    # Var(psi_v((-inf, x])) <= 2 F(x) (1 - F(x)) / n <= 1 / (2 n), so E|F_slq - F| <= 1 / sqrt(2 n p) at every x and
-    # the expected W1 from sampling is <= width / sqrt(2 n p); allow 3 times that (Markov: fails w.p. <= 1/3 at worst,
-    # far less in practice since the bound on F(1 - F) is loose). Chen, Trogdon, Ubaru 2021 have the same two terms.
-    bound = width * (np.pi / (4 * m) + 3.0 / np.sqrt(2.0 * n * p))
+    bound = _slq_w1_bound(width, n, m, p)
     assert w1 < bound, (w1, bound)
-    print(f'W1 {w1:.4f} bound {bound:.4f}')
-    # The distance can fail: the spectrum shifted by a tenth of its width is far outside the bound.
-    assert lz.wasserstein1(quad.nodes, quad.weights, ev + 0.1 * width, np.ones(n)) > 0.1 * width - w1
     # Smoothed density integrates to one and its mean is the trace / n.
     kernel = width / m
     grid = jnp.linspace(ev.min() - 8 * kernel, ev.max() + 8 * kernel, 4001)  # tails beyond 8 sd: < 1e-15
@@ -129,6 +143,35 @@ def test_slq_density_within_chen_trogdon_ubaru_w1_bound():
     np.testing.assert_allclose(dens.sum() * dx, 1.0, atol=1e-6)
     mean = float(lz.slq_spectral_sum(quad, lambda x: x, n)) / n
     np.testing.assert_allclose((np.asarray(grid) * dens).sum() * dx, mean, rtol=1e-6)
+
+
+def _wrong_quadrature(kind):
+  """``tridiagonal_eigh`` replacements that make ``slq`` wrong: Gauss weights dropped (uniform over the Ritz values),
+  weights read from the last component of the eigenvectors instead of the first, or the diagonal ``alphas`` of ``T``
+  used as nodes instead of its eigenvalues."""
+  right = lz.tridiagonal_eigh
+
+  def wrong(alphas, betas):
+    theta, s = right(alphas, betas)
+    if kind == "uniform_weights":
+      return theta, jnp.ones_like(s) / jnp.sqrt(s.shape[0])
+    if kind == "last_component":
+      return theta, s[::-1, :]
+    return jnp.sort(alphas), s  # "diagonal_as_nodes"
+
+  return wrong
+
+
+@pytest.mark.parametrize("kind", ["uniform_weights", "last_component", "diagonal_as_nodes"])
+def test_slq_w1_bound_rejects_wrong_quadrature(monkeypatch, kind):
+  # Measured at this size: right 0.015 against a bound of 0.279; the wrong rules give 0.99, 0.46 and 0.63.
+  monkeypatch.setattr(lz, "tridiagonal_eigh", _wrong_quadrature(kind))
+  with jax.enable_x64(True):
+    n, m, p = SLQ_CASE["n"], SLQ_CASE["m"], SLQ_CASE["p"]
+    ev, a = _slq_case()
+    quad = lz.slq(_matvec(a), n, jax.random.key(12), num_steps=m, num_probes=p)
+    w1 = lz.wasserstein1(quad.nodes, quad.weights, ev, np.ones(n))
+    assert w1 > _slq_w1_bound(ev.max() - ev.min(), n, m, p), (kind, w1)
 
 
 def test_hutchinson_within_stated_stderr_and_stderr_matches_theory():

@@ -35,18 +35,55 @@ def test_causality_by_gradients(kw):
     assert np.all(norms[np.tril_indices(6, -1)] > 0)
 
 
+# Widths large enough that every matrix has >= 8192 entries: the relative SE of a mean square is then <= 1.6%, so the
+# Bonferroni z-bound below (3.9 SE over 9 matrices) is under 7% and rejects a truncated normal that is not
+# rescaled (variance 0.774x, Flax's LeCun normal without its 1 / 0.8796 correction) by 30 SE (measured).
+VARIANCE_CFG = dict(d_model=128, num_heads=4, num_layers=1, init_scale=1.5)
+VOCAB, SEQ_LEN = 64, 64
+
+
+def initial_weights(init: str):
+  cfg = ModelConfig(init=init, **VARIANCE_CFG)
+  return cfg, weight_matrices(nnx.state(Transformer(cfg, VOCAB, SEQ_LEN, rngs=nnx.Rngs(1)), nnx.Param))
+
+
+def variance_z_scores(cfg, ws, family: float = 1e-3) -> tuple[dict[str, float], float]:
+  """Per weight matrix, ``(mean(w^2) - stated variance) / SE`` (SE from the entries' own spread of ``w^2``), and the
+  two-sided Bonferroni bound at ``family`` over the matrices."""
+  from scipy import stats
+
+  z = {}
+  for name, w in ws.items():
+    w2 = np.asarray(w, np.float64).ravel() ** 2
+    se = max(w2.std(ddof=1) / np.sqrt(w2.size), 1e-12 * w2.mean())  # orthogonal: the mean square is exact
+    z[name] = float((w2.mean() - init_variance(name, cfg)) / se)
+  return z, float(stats.norm.ppf(1 - family / (2 * len(z))))
+
+
 @pytest.mark.parametrize("init", ["gaussian", "orthogonal", "flax_default"])
 def test_stated_init_variances(init):
-  cfg = ModelConfig(d_model=64, num_heads=4, num_layers=1, init=init, init_scale=1.5)
-  ws = weight_matrices(nnx.state(Transformer(cfg, 64, 16, rngs=nnx.Rngs(1)), nnx.Param))
-  for name, w in ws.items():
-    w = np.asarray(w, np.float64)
-    var = init_variance(name, cfg)
-    se = var * np.sqrt(2.0 / w.size) * 3 + (0 if init != "orthogonal" else 0)
-    assert abs(np.mean(w**2) - var) < 4 * se, name
-  q = np.asarray(ws["blocks.0.mlp_in.kernel"], np.float64)  # (64, 256): orthonormal rows when orthogonal
+  cfg, ws = initial_weights(init)
+  z, bound = variance_z_scores(cfg, ws)
+  assert all(abs(v) <= bound for v in z.values()), (bound, z)
   if init == "orthogonal":
-    np.testing.assert_allclose(q @ q.T, np.eye(64) * 1.5**2 * 256 / 64, atol=1e-4)
+    q = np.asarray(ws["blocks.0.mlp_in.kernel"], np.float64)  # (128, 512): orthonormal rows, scaled
+    np.testing.assert_allclose(q @ q.T, np.eye(128) * 1.5**2 * 512 / 128, atol=1e-4)
+
+
+def _lecun_truncated_without_correction(*args, **kwargs):
+  """LeCun truncated normal whose truncation at 2 sd is not compensated: entry variance 0.8796^2 = 0.774 / fan_in."""
+  return jax.nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
+
+
+def test_stated_init_variance_rejects_uncorrected_truncated_normal(monkeypatch):
+  # A wrong Flax default (truncation not rescaled) must be caught on every kernel it initialises; the embeddings keep
+  # their untruncated normal and still pass.
+  monkeypatch.setattr(nnx.initializers, "lecun_normal", _lecun_truncated_without_correction)
+  z, bound = variance_z_scores(*initial_weights("flax_default"))
+  embeddings = ("embed.embedding", "pos_embed")
+  kernels = {k: v for k, v in z.items() if k not in embeddings}
+  assert len(kernels) == len(z) - 2 and all(v < -bound for v in kernels.values()), (bound, z)
+  assert all(abs(z[k]) <= bound for k in embeddings), (bound, z)
 
 
 def test_deep_linear_orthogonal_mlp_is_an_isometry_and_gaussian_is_not():

@@ -25,7 +25,7 @@ def test_goe_spectrum_follows_semicircle():
   ev = np.linalg.eigvalsh(np.asarray(wigner.goe(0, n), np.float64))
   f = wigner.semicircle_cdf(ev)
   ks = max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
-  assert ks < 5.0 / n  # rigid spectrum: KS ~ 1/N (THEORY.md section 1)
+  assert ks < 5.0 / n  # rigid spectrum: KS ~ 1/N (docs/THEORY.md#tolerances)
 
 
 def _check_ratio(ev, expected):

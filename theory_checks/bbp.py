@@ -1,7 +1,7 @@
 """Check 3: the BBP transition of planted spikes: threshold, outlier position and singular-vector overlaps.
 
 Prediction (Benaych-Georges & Nadakuditi 2012, J. Multivar. Anal. 111:120, arXiv:1103.2221, section 3.1 examples;
-THEORY.md section 3): ``W = theta u v^T + G / sqrt(N)`` (N x M, u on the long side, unit vectors, G iid N(0, 1),
+docs/THEORY.md#bbp): ``W = theta u v^T + G / sqrt(N)`` (N x M, u on the long side, unit vectors, G iid N(0, 1),
 ``q = M / N``). Threshold ``theta_c = q^(1/4)``. Above it the top singular value tends to
 ``sqrt((1 + theta^2)(q + theta^2)) / theta`` and the squared overlaps to
 ``(theta^4 - q) / (theta^2 (theta^2 + 1))`` (u) and ``(theta^4 - q) / (theta^2 (theta^2 + q))`` (v); below it the top
@@ -141,7 +141,7 @@ def check(shape=(100, 50), seeds: int = 40, seed: int = 0, *, level: float = 0.0
       check=NAME,
       prediction=f"theta_c = q^(1/4) = {th_c_pred:.4f}; s_1 -> sqrt((1+t^2)(q+t^2))/t above, 1+sqrt(q) below; "
       "overlaps (t^4-q)/(t^2(t^2+1)) (u), (t^4-q)/(t^2(t^2+q)) (v) above, 0 below",
-      source="Benaych-Georges & Nadakuditi 2012 (arXiv:1103.2221) section 3.1; THEORY.md section 3",
+      source="Benaych-Georges & Nadakuditi 2012 (arXiv:1103.2221) section 3.1; docs/THEORY.md#bbp",
       tolerance=f"N={n}, M={m}, {seeds} seeds per theta; below: detections <= Binomial({seeds}, {level}) "
       f"{1 - family_level:.0%} quantile = {allowed}, overlaps < 10/M; above: |mean - pred| <= 4 SE + 4/N, all "
       f"seeds detect where the margin >= 5 sd; 50% detection strength in [theta_c, theta_c + 3 N^(-1/3)] = "

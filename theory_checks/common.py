@@ -3,8 +3,9 @@
 Everything here is numpy/scipy float64 except ``gaussian_lmax``, which draws a whole ensemble of Gaussian matrices
 and their largest ESD eigenvalue in one vmapped JAX computation.
 
-Convention (THEORY.md; ``spectral.esd``): ``W`` of shape ``(a, b)``, ``N = max``, ``M = min``, ESD = eigenvalues of
-``X = W_s W_s^T / N``. Johnstone-Ma scaling (THEORY.md section 2): ``t = (N l_max(X) / sigma^2 - mu) / s -> TW1``.
+Convention (docs/THEORY.md#conventions; ``spectral.esd``): ``W`` of shape ``(a, b)``, ``N = max``, ``M = min``,
+ESD = eigenvalues of ``X = W_s W_s^T / N``. Johnstone-Ma scaling (docs/THEORY.md#mp_at_init):
+``t = (N l_max(X) / sigma^2 - mu) / s -> TW1``.
 """
 
 from __future__ import annotations

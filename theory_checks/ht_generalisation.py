@@ -1,9 +1,9 @@
 """Check 9: heavy-tailed metrics against generalisation across a hyper-parameter sweep.
 
-Prediction (Martin & Mahoney 2021, Nat. Commun. 12:4122, Figs 2-4; JMLR 22(165); THEORY.md section 5): smaller
-layer-averaged power-law alpha and alpha-weighted (``alpha log10 lambda_max``) go with better held-out performance,
-tested as a rank correlation (Spearman, with a bootstrap confidence interval over runs), never as a threshold.
-Cautions: Meng & Yao (JMLR 2023) find heavier tails with harder tasks.
+Prediction (Martin, Peng & Mahoney 2021, Nat. Commun. 12:4122, Figs 2-4; Martin & Mahoney 2021, JMLR 22(165);
+docs/THEORY.md#ht_generalisation): smaller layer-averaged power-law alpha and alpha-weighted (``alpha log10
+lambda_max``) go with better held-out performance, tested as a rank correlation (Spearman, with a bootstrap confidence
+interval over runs), never as a threshold. Cautions: Meng & Yao (JMLR 2023) find heavier tails with harder tasks.
 
 Measurement: one run folder on modular arithmetic (``data.kind = "modular"``, a finite training split, so held-out
 loss measures generalisation) whose members differ in learning rate and weight decay (the ``ensemble`` section: all
@@ -102,7 +102,8 @@ def check_run(run, *, sign: int = 1) -> Verdict:
       prediction=("Spearman(layer-averaged alpha, held-out loss) > 0 and Spearman(alpha-weighted, held-out loss) > 0 "
                   "across a learning-rate x weight-decay sweep") if sign == 1 else
       "deliberately wrong: both Spearman correlations < 0",
-      source="Martin & Mahoney 2021 (Nat. Commun. 12:4122 Figs 2-4; JMLR 22(165)); THEORY.md section 5",
+      source="Martin, Peng & Mahoney 2021 (Nat. Commun. 12:4122, arXiv:2002.06716, Figs 2-4); Martin & Mahoney 2021 "
+      "(JMLR 22(165), arXiv:1810.01075); docs/THEORY.md#ht_generalisation",
       tolerance="percentile bootstrap 95% CI of Spearman rho (2000 resamples of members): PASS if both CIs > 0, "
       "FAIL if either CI < 0, INCONCLUSIVE if a CI contains 0",
       status=status, measured=facts, predicted=dict(spearman_alpha="> 0", spearman_alpha_weighted="> 0"),

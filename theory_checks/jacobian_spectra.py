@@ -1,7 +1,7 @@
 """Check 5: input-output Jacobian spectra at initialisation: Fuss-Catalan, isometry, and tanh at criticality.
 
 Predictions (Pennington, Schoenholz & Ganguli 2017, arXiv:1711.04735, sections 2-4; 2018, arXiv:1802.09979;
-THEORY.md section 6; ``spectral.free_probability``):
+docs/THEORY.md#jacobian_spectra; ``spectral.free_probability``):
 (a) deep linear, Gaussian weights of variance 1/N, depth L: the squared singular values of ``J = W_L ... W_1``
     follow Fuss-Catalan with moments ``m_k = binom((L+1)k, k) / (Lk + 1)``;
 (b) deep linear, orthogonal weights: ``J`` is orthogonal, every singular value is exactly 1 (isometry);
@@ -14,7 +14,7 @@ Measurement: ``seeds`` networks ``models.mlp.DeepMLP`` of width N per depth (lin
 ``x_0 = phi(h_0)`` with ``h_0 ~ N(0, q_0 I)`` so that every pre-activation starts at variance ``q_0`` (``q*`` for the
 prediction), Jacobians by ``jax.jacfwd`` (``models.mlp.input_output_jacobian``), all seeds in one vmapped
 computation; moments are means over the N eigenvalues of ``J J^T`` and over seeds. Moments, not the maximum: the
-largest singular value converges slowly (THEORY.md).
+largest singular value converges slowly (docs/THEORY.md#jacobian_spectra).
 
 Tolerances (moments 1 and 2 judged; the third is reported only, its seed-to-seed spread is heavy-tailed at small
 N): ``|measured - predicted| <= 4 SE + c_k L / N * predicted`` with SE across seeds and ``c_k = k`` (k-th
@@ -131,8 +131,8 @@ def check(n: int = 64, seeds: int = 16, depths=(1, 2, 4), seed: int = 0, *, weig
       prediction=f"linear Gaussian: Fuss-Catalan moments binom((L+1)k,k)/(Lk+1); orthogonal: all s_i = 1; tanh at "
       f"criticality (sigma_b={SIGMA_B}, sigma_w={sw:.4f}, input at q*={q_star:.4f}): mean chi^L = 1, variance "
       f"L (mu2/mu1^2 - 1 - s1), s1 = {-1 if weights_pred == 'gaussian' else 0}",
-      source="Pennington, Schoenholz & Ganguli 2017 (arXiv:1711.04735) and 2018 (arXiv:1802.09979); THEORY.md "
-      "section 6",
+      source="Pennington, Schoenholz & Ganguli 2017 (arXiv:1711.04735) and 2018 (arXiv:1802.09979); "
+      "docs/THEORY.md#jacobian_spectra",
       tolerance=f"N={n}, {seeds} seeds per depth; |measured - predicted| <= 4 SE + k L/N |predicted| (finite-width "
       "O(L/N), Hanin & Nica 2019); orthogonal max|s-1| <= 1e-4 (float32)",
       status=PASS if ok else FAIL,

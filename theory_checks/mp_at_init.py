@@ -1,7 +1,7 @@
 """Check 1: at initialisation every weight matrix's ESD follows Marchenko-Pastur (bulk and edge) with its stated
 variance.
 
-Prediction (Marchenko & Pastur 1967; THEORY.md sections 1-2): a matrix with iid N(0, sigma^2) entries, oriented
+Prediction (Marchenko & Pastur 1967; docs/THEORY.md#mp_at_init): a matrix with iid N(0, sigma^2) entries, oriented
 ``N x M`` with ``q = M / N``, has the ESD of ``X = W^T W / N`` close to MP(q, sigma^2) with no parameter fitted:
 ``sigma^2`` is the initialiser's stated variance, recorded per member in run.json (``Run.init_variance``; the rule
 is ``models.transformer.init_variance``). Its largest eigenvalue obeys
@@ -103,7 +103,7 @@ def check_run(run: Run, *, level: float = 0.01, family_level: float = 0.01, null
       check=NAME,
       prediction="ESD of X = W^T W / N at initialisation ~ Marchenko-Pastur(q, sigma^2) with the initialiser's "
       "stated sigma^2 (no fit); (N l_max / sigma^2 - mu) / s ~ TW1 (Johnstone-Ma)",
-      source="Marchenko & Pastur 1967; Johnstone 2001 Thm 1.1 with Ma 2012 centring; THEORY.md sections 1-2",
+      source="Marchenko & Pastur 1967; Johnstone 2001 Thm 1.1 with Ma 2012 centring; docs/THEORY.md#mp_at_init",
       tolerance=f"per matrix: M*KS <= simulated {1 - level:.0%} null quantile ({null_draws} Gaussian draws per "
       f"shape) and scaled l_max in TW1 [{level / 2:g}, {1 - level / 2:g}] quantiles = [{lo:.3f}, {hi:.3f}]; "
       f"{n} independent matrices (one member per seed), exceedances per family ~ Binomial({n}, {level}) must be "

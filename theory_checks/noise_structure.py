@@ -1,10 +1,10 @@
 """Check 7: noise versus structure versus the meso-scale, along the data knob p (the flagship axis).
 
-Predictions (THEORY.md section 5 and "A pilot observation"):
+Predictions (docs/THEORY.md#noise_structure; the pilot in docs/THEORY.md#lab-observations):
 - naive (heavy-tailed self-regularisation as often stated; Martin & Mahoney 2021, JMLR 22(165), section 5): learned
   correlations show up as outliers beyond the MP edge and heavier tails; memorising noise does not. So the pure-noise
   regime (p = 1) keeps its initial, null outlier count and the structured regime (p = 0) gains outliers.
-- refined (THEORY.md, after the pilot): at fixed optimiser settings, outliers OTHER than the constant-vector one
+- refined (after the lab's pilot): at fixed optimiser settings, outliers OTHER than the constant-vector one
   (the MLP-output/GELU-mean direction that lets a noise-trained model ignore its input) stay at the null level for
   pure noise and for an easy rule, and grow with the input-dependent directions a task needs (meso p = 0.5).
 
@@ -189,11 +189,12 @@ def check_runs(run, *controls) -> Verdict:
     series["init_" + key + "_mean"] = [summary["init"][r][key + "_mean"] for r in regs]
   return Verdict(
       check=NAME,
-      prediction="refined (THEORY.md pilot): outliers other than the constant-vector one stay at the null level for "
+      prediction="refined (lab pilot): outliers other than the constant-vector one stay at the null level for "
       "pure noise (p=1) and the easy rule (p=0) and are at least as many at the meso-scale (p=0.5); naive HT-SR "
       "(noise stays at its initial count, structure adds outliers) reported alongside",
-      source="Martin & Mahoney 2021 (JMLR 22(165)) section 5; THEORY.md section 5 and 'A pilot observation'; "
-      "Johnstone-Ma TW threshold with median sigma^2 (Gavish & Donoho 2014)",
+      source="Martin & Mahoney 2021 (JMLR 22(165), arXiv:1810.01075) section 5; lab pilot "
+      "(docs/THEORY.md#lab-observations); Johnstone-Ma TW threshold with median sigma^2 (Gavish & Donoho 2014); "
+      "docs/THEORY.md#noise_structure",
       tolerance=f"per matrix false alarm <= {LEVEL}; a regime's other-outlier count over K matrices x S seeds at the "
       f"null when <= Binomial(KS, {LEVEL}) 99% quantile = {facts.get('null_allowance_other_outliers')}; "
       "INCONCLUSIVE if p=0 held-out accuracy < 0.9",

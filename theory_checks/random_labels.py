@@ -1,10 +1,11 @@
 """Check 8: random labels versus real labels on the same inputs (memorising noise versus learning structure).
 
-Prediction (THEORY.md "A pilot observation" and section 5; Martin & Mahoney 2021, JMLR 22(165) section 6; Zhang et
-al. 2017 for the control): on modular arithmetic a generalising network and one that memorised random labels of the
-same inputs both leave the random-matrix bulk, but the generalising one concentrates into FEWER, LARGER spikes and a
-LOWER stable rank than the memorising one (pilot: p = 59, weight decay 1.0). Maennel et al. 2020 (arXiv:2006.10455)
-warn that first-layer weights align with the inputs either way, so the comparison is over all matrices.
+Prediction (the lab's pilot, docs/THEORY.md#lab-observations and #random_labels; Martin & Mahoney 2021, JMLR 22(165)
+section 6; Zhang et al. 2017 for the control): on modular arithmetic a generalising network and one that memorised
+random labels of the same inputs both leave the random-matrix bulk, but the generalising one concentrates into FEWER,
+LARGER spikes and a LOWER stable rank than the memorising one (pilot: p = 59, weight decay 1.0). Maennel et al. 2020
+(arXiv:2006.10455) warn that first-layer weights align with the inputs either way, so the comparison is over all
+matrices.
 
 Measurement: two run folders that differ only in ``data.kind`` (``modular`` versus ``random_labels``: the same
 pairs, answers shuffled by a fixed permutation), same seeds, so member ``j`` of both starts from the same weights
@@ -122,8 +123,9 @@ def check_runs(real_run, rand_run, modulus: int) -> Verdict:
       check=NAME,
       prediction="generalising on real labels gives fewer outliers and a lower stable rank than memorising random "
       "labels of the same inputs (paired by seed)",
-      source="THEORY.md pilot observation; Martin & Mahoney 2021 (JMLR 22(165)) section 6; Zhang et al. 2017; "
-      "Maennel et al. 2020 (arXiv:2006.10455)",
+      source="lab pilot (docs/THEORY.md#lab-observations); Martin & Mahoney 2021 (JMLR 22(165), arXiv:1810.01075) "
+      "section 6; Zhang et al. 2017 (arXiv:1611.03530); Maennel et al. 2020 (arXiv:2006.10455); "
+      "docs/THEORY.md#random_labels",
       tolerance="paired differences (real - random) beyond 3 SE across seeds in the predicted direction; "
       "INCONCLUSIVE unless real generalises (held-out acc >= 0.9) and random memorises (train acc >= 0.9, held-out "
       "near chance)",

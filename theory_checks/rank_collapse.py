@@ -1,9 +1,9 @@
 """Check 6: rank collapse of token representations in attention-only stacks at initialisation, and its prevention
 by skip connections.
 
-Prediction (Dong, Cordonnier & Loukas 2021, arXiv:2103.03404, Theorem 2.2 and section 3; THEORY.md section 8): for a
-pure self-attention stack (no skip, no MLP) the residual ``res(X) = X - 1 x^T`` (``x`` the token mean, the Frobenius-
-optimal rank-one-in-tokens fit) obeys ``||res(SAN(X))|| <= c ||res(X)||^3`` per layer: it shrinks doubly
+Prediction (Dong, Cordonnier & Loukas 2021, arXiv:2103.03404, Theorem 2.2 and section 3; docs/THEORY.md#rank_collapse):
+for a pure self-attention stack (no skip, no MLP) the residual ``res(X) = X - 1 x^T`` (``x`` the token mean, the
+Frobenius-optimal rank-one-in-tokens fit) obeys ``||res(SAN(X))|| <= c ||res(X)||^3`` per layer: it shrinks doubly
 exponentially with depth (``-log r`` multiplies by about 3 per layer once small). Skip connections ``X + SA(X)``
 remove the cubic contraction: the residual then shrinks at most geometrically (their section 3.1, paths of length 0).
 
@@ -86,7 +86,7 @@ def check(n=16, d=32, heads=2, depth=8, seeds=32, seed: int = 0, *, predict_skip
       prediction="pure attention: r_l = ||X - 1 x^T|| / ||X|| -> 0 doubly exponentially in depth; with skip "
       "connections " + ("it collapses as well (deliberately wrong)" if predict_skip_collapses else
                         "no collapse (at most geometric decay)"),
-      source="Dong, Cordonnier & Loukas 2021 (arXiv:2103.03404) Thm 2.2, section 3.1; THEORY.md section 8",
+      source="Dong, Cordonnier & Loukas 2021 (arXiv:2103.03404) Thm 2.2, section 3.1; docs/THEORY.md#rank_collapse",
       tolerance="pure: r < 1e-4 within depth and log r_(l+1)/log r_l >= 2 before the float32 floor (geometric "
       "decay gives <= 1.5); skip: r_depth > 1e-2 in every seed",
       status=PASS if ok else FAIL,

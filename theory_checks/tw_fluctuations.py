@@ -1,6 +1,6 @@
 """Check 2: the largest eigenvalue of a Wishart matrix fluctuates by Tracy-Widom (beta = 1).
 
-Prediction (Johnstone 2001, Ann. Stat. 29:295, Thm 1.1; Ma 2012, Bernoulli 18:322; THEORY.md section 2): for
+Prediction (Johnstone 2001, Ann. Stat. 29:295, Thm 1.1; Ma 2012, Bernoulli 18:322; docs/THEORY.md#tw_fluctuations): for
 ``W`` (N x M) with iid N(0, 1) entries, ``t = (N l_max(X) - mu) / s`` with ``mu = (sqrt(N') + sqrt(M'))^2``,
 ``s = (sqrt(N') + sqrt(M')) (1/sqrt(N') + 1/sqrt(M'))^(1/3)``, ``N' = N - 1/2``, ``M' = M - 1/2`` is distributed as TW1,
 whose distribution function is Bornemann's Fredholm determinant (``spectral.tracy_widom``; mean -1.2065335745820,
@@ -57,7 +57,7 @@ def check(shape=(80, 40), seeds: int = 1000, seed: int = 0, *, level: float = 0.
       prediction=f"(N l_max - mu) / s ~ TW{beta} for iid Gaussian {shape[0]}x{shape[1]} matrices (Johnstone-Ma "
       "centring and scaling)" + (f"; planted spikes theta={list(np.atleast_1d(thetas))}" if thetas is not None
                                  else ""),
-      source="Johnstone 2001 Thm 1.1; Ma 2012 (n-1/2, p-1/2); TW CDF by Bornemann 2010; THEORY.md section 2",
+      source="Johnstone 2001 Thm 1.1; Ma 2012 (n-1/2, p-1/2); TW CDF by Bornemann 2010; docs/THEORY.md#tw_fluctuations",
       tolerance=f"iid scaled maxima: one-sample KS distance <= exact Kolmogorov {1 - level:.0%} critical value "
       f"for n={seeds} ({crit:.4f}); Johnstone-Ma finite-size error ~0.016 at 80x40 is well below it",
       status=PASS if d <= crit else FAIL,

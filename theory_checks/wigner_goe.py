@@ -1,6 +1,6 @@
 """Check 4: Wigner semicircle and GOE level statistics, and the level statistics of trained weight matrices' bulks.
 
-Predictions (THEORY.md section 4):
+Predictions (docs/THEORY.md#wigner_goe):
 (a) GOE ``H = (A + A^T) / sqrt(2N)``: the ESD tends to the semicircle ``sqrt(4 - x^2) / (2 pi)`` on [-2, 2] (Wigner
     1958). Eigenvalues are rigid (Erdos, Yau & Yin 2012: ``|l_i - gamma_i| <~ N^(-2/3) min(i, N + 1 - i)^(-1/3)`` up to
     log factors), so the KS distance to the semicircle shrinks like 1/N (up to logs).
@@ -109,7 +109,8 @@ def check(n: int = 100, seeds: int = 16, seed: int = 0, *, run=None, radius: flo
       check=NAME,
       prediction="GOE ESD -> semicircle on [-2, 2] (KS ~ 1/N by rigidity); GOE central-half spacing ratio 0.5307; "
       "trained weight matrices keep the spacing ratio of their random initialisation",
-      source="Wigner 1958; Erdos-Yau-Yin 2012 rigidity; Atas et al. 2013 PRL 110:084101 Table I; THEORY.md section 4",
+      source="Wigner 1958; Erdos-Yau-Yin 2012 rigidity; Atas et al. 2013 PRL 110:084101 Table I; "
+      "docs/THEORY.md#wigner_goe",
       tolerance="pooled KS(4N)/KS(N) <= 1/2; |r - 0.5307| <= 4 SE + 0.001; trained - init within 4 SE (paired), "
       "init within 4 SE + 0.03 of 0.5307 (small-M drift)",
       status=PASS if ok else FAIL,
