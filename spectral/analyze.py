@@ -15,7 +15,8 @@ Rules:
 - Tail-only mode for matrices whose ``M`` exceeds ``max_full_dim`` (or every matrix when ``tail_k`` is set): the top
   ``tail_k`` eigenvalues by matrix-free subspace iteration (``esd.esd_top_k``), the power-law fit restricted to
   them, norms from ``W`` directly, ``mp_sigma2`` by the trace estimator ``||W||_F^2 / (N M)`` (biased up by spikes,
-  hence conservative for ``n_outliers``); metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
+  hence conservative for ``n_outliers``; ``mp_sigma2_estimator = "trace"``, where the full mode writes ``"median"``);
+  metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import numpy as np
 
 from spectral import esd as esd_lib
 from spectral import metrics as metrics_lib
+from spectral import outliers
 from spectral import power_law
-from spectral import tracy_widom as tw
 
 
 def _as_float_array(x) -> np.ndarray:
@@ -83,14 +84,13 @@ def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int) -> dict:
   top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32), k, seed=seed), np.float64))
   fit = power_law.fit_power_law(top)
   fro2 = float(np.sum(np.square(arr, dtype=np.float64))) / n
-  sigma2 = fro2 / m
-  thr = tw.wishart_tw_threshold(arr.shape, sigma2, level)
+  res = outliers.mp_outliers(top[None], arr.shape, level=level, sigma2=fro2 / m, estimator="trace")
   row = dict.fromkeys(metrics_lib.METRIC_NAMES)
   row.update(alpha=float(fit.alpha), alpha_se=float(fit.alpha_se), alpha_ks=float(fit.ks), xmin=float(fit.xmin),
              n_tail=int(fit.n_tail), lambda_max=float(top[-1]), alpha_weighted=float(fit.alpha * np.log10(top[-1])),
              log10_spectral_norm=float(np.log10(top[-1])), log10_frobenius_norm=float(np.log10(fro2)),
-             stable_rank=fro2 / float(top[-1]), mp_sigma2=sigma2, mp_edge=float(sigma2 * (1 + np.sqrt(m / n)) ** 2),
-             tw_threshold=thr, n_outliers=int(np.sum(top > thr)))
+             stable_rank=fro2 / float(top[-1]), mp_sigma2=float(res.sigma2[0]), mp_sigma2_estimator=res.estimator,
+             mp_edge=float(res.edge[0]), tw_threshold=float(res.threshold[0]), n_outliers=int(res.n_outliers[0]))
   return row
 
 

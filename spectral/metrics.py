@@ -17,14 +17,18 @@ Metrics (keys of the returned dict):
 - ``stable_rank = sum l_i / l_M = ||W||_F^2 / ||W||_2^2`` (scale-free; WW ``stable_rank``).
 - ``entropy_rank = exp(-sum p_i ln p_i)``, ``p_i = s_i / sum s_j`` over singular values ``s_i = sqrt(l_i)`` (Roy &
   Vetterli 2007, "The effective rank"); between 1 and ``M``. WW's ``entropy`` is a different normalised quantity.
-- ``mp_sigma2``: ``median(l) / median(MP_q, sigma^2 = 1)`` (Gavish & Donoho 2014). WW ``sigma_mp`` (from
-  ``mp_fit=True``) fits sigma differently (it maps as ``sqrt(N mp_sigma2)`` only approximately).
+- ``mp_sigma2`` and ``mp_sigma2_estimator``: the MP variance and the name of its estimator, here always
+  ``"median"``: ``median(l) / median(MP_q, sigma^2 = 1)`` (Gavish & Donoho 2014). (The tail-only mode of
+  ``spectral.analyze`` writes ``"trace"``: ``||W||_F^2 / (N M)``.) WW ``sigma_mp`` (from ``mp_fit=True``) fits sigma
+  differently (it maps as ``sqrt(N mp_sigma2)`` only approximately).
 - ``mp_edge = mp_sigma2 (1 + sqrt(q))^2``, the MP bulk edge (WW ``bulk_max`` ~ ``N mp_edge``).
 - ``tw_threshold`` and ``n_outliers``: eigenvalues above the Johnstone-Ma Tracy-Widom threshold at false-alarm
-  ``level`` with the estimated ``mp_sigma2`` (``spectral.tracy_widom.count_outliers``). WW ``num_spikes`` counts
-  eigenvalues above ``bulk_max`` with no stated level.
+  ``level`` with the estimated ``mp_sigma2``, widened for the estimate's error. WW ``num_spikes`` counts eigenvalues
+  above ``bulk_max`` with no stated level.
 - ``mp_ks``: KS distance between the bulk (eigenvalues not counted as outliers) and MP(q, mp_sigma2); pure noise
   gives a few units over ``M`` (THEORY.md section 1). No WW counterpart.
+
+The last four items (and ``mp_sigma2``) are ``spectral.outliers.mp_outliers``, the one outlier pipeline of the lab.
 - ``spacing_ratio, spacing_ratio_se``: mean ratio of consecutive spacings of the central half of the spectrum (GOE
   value 0.5307; ``spectral.wigner``). No WW counterpart.
 """
@@ -37,15 +41,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spectral import marchenko_pastur as mp
+from spectral import outliers
 from spectral import power_law
-from spectral import tracy_widom as tw
 from spectral import wigner
 
 METRIC_NAMES = (
     "alpha", "alpha_se", "alpha_ks", "xmin", "n_tail", "lambda_max", "alpha_weighted", "log10_spectral_norm",
-    "log10_frobenius_norm", "stable_rank", "entropy_rank", "mp_sigma2", "mp_edge", "tw_threshold", "n_outliers",
-    "mp_ks", "spacing_ratio", "spacing_ratio_se",
+    "log10_frobenius_norm", "stable_rank", "entropy_rank", "mp_sigma2", "mp_sigma2_estimator", "mp_edge",
+    "tw_threshold", "n_outliers", "mp_ks", "spacing_ratio", "spacing_ratio_se",
 )
 
 
@@ -65,24 +68,8 @@ def _jax_metrics(ev, ks: str = "sup"):
       "lambda_max": lam_max, "alpha_weighted": fit.alpha * jnp.log10(lam_max),
       "log10_spectral_norm": jnp.log10(lam_max), "log10_frobenius_norm": jnp.log10(total),
       "stable_rank": total / lam_max, "entropy_rank": jnp.exp(entropy),
-      "median": jnp.median(ev, axis=-1), "spacing_ratio": ratio, "spacing_ratio_se": ratio_se,
+      "spacing_ratio": ratio, "spacing_ratio_se": ratio_se,
   }
-
-
-@functools.lru_cache(maxsize=256)
-def _shape_constants(n: int, m: int, level: float) -> tuple[float, float, float]:
-  """(median of unit MP_q, TW threshold per unit sigma^2 with the median-estimate correction, (1 + sqrt q)^2)."""
-  q = m / n
-  med = float(mp.mp_quantile(0.5, q))
-  thr = tw.wishart_tw_threshold((n, m), 1.0, level, tw.median_sigma2_relative_sd((n, m)))
-  return med, thr, (1.0 + np.sqrt(q)) ** 2
-
-
-def _bulk_ks(ev: np.ndarray, n_out: int, q: float, sigma2: float) -> float:
-  bulk = ev[: ev.size - n_out]
-  if bulk.size == 0 or not (np.isfinite(sigma2) and sigma2 > 0):
-    return float("nan")
-  return mp.mp_ks_distance(bulk, q, sigma2)
 
 
 def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -> list[dict]:
@@ -95,7 +82,8 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -
     ks: KS convention of the power-law fit (``"sup"`` or ``"powerlaw"``; see ``spectral.power_law``).
 
   Returns:
-    B dicts with the keys ``METRIC_NAMES`` (Python floats / ints).
+    B dicts with the keys ``METRIC_NAMES`` (Python floats / ints; ``mp_sigma2_estimator`` a string;
+    ``n_outliers`` None where the median estimate is not positive, i.e. more than half the spectrum is zero).
   """
   ev = np.sort(np.asarray(eigenvalues), axis=-1)
   if ev.ndim != 2:
@@ -103,17 +91,16 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -
   n, m = max(int(shape[0]), int(shape[1])), min(int(shape[0]), int(shape[1]))
   if ev.shape[1] != m:
     raise ValueError(f"eigenvalues: expected M = {m} per matrix for shape {tuple(shape)}, got {ev.shape[1]}")
-  med_unit, thr_unit, edge_unit = _shape_constants(n, m, float(level))
-  out = jax.device_get(_jax_metrics(jnp.asarray(ev), ks=ks))
+  ev = jnp.asarray(ev)
+  out = jax.device_get(_jax_metrics(ev, ks=ks))
+  # The outlier pipeline sees the eigenvalues in the dtype of the metrics above (float32 unless x64 is on).
+  res = outliers.mp_outliers(np.asarray(ev), shape, level=level)
   rows = []
-  ev64 = ev.astype(np.float64)
   for i in range(ev.shape[0]):
-    sigma2 = float(out["median"][i]) / med_unit
-    thr = sigma2 * thr_unit
-    n_out = int(np.sum(ev64[i] > thr))
-    row = {k: float(out[k][i]) for k in out if k not in ("median", "n_tail")}
-    row.update(n_tail=int(out["n_tail"][i]), mp_sigma2=sigma2, mp_edge=sigma2 * edge_unit, tw_threshold=thr,
-               n_outliers=n_out, mp_ks=_bulk_ks(ev64[i], n_out, m / n, sigma2))
+    row = {k: float(out[k][i]) for k in out if k != "n_tail"}
+    row.update(n_tail=int(out["n_tail"][i]), mp_sigma2=float(res.sigma2[i]), mp_sigma2_estimator=res.estimator,
+               mp_edge=float(res.edge[i]), tw_threshold=float(res.threshold[i]),
+               n_outliers=int(res.n_outliers[i]) if res.valid[i] else None, mp_ks=float(res.bulk_ks[i]))
     rows.append({k: row[k] for k in METRIC_NAMES})
   return rows
 

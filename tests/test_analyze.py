@@ -37,6 +37,7 @@ def test_metrics_agree_with_float64_reference(rows):
   for k in ("lambda_max", "stable_rank", "mp_sigma2", "log10_frobenius_norm"):
     assert rows["a"][k] == pytest.approx(ref[k], rel=1e-5), k
   assert rows["a"]["n_outliers"] == ref["n_outliers"]
+  assert rows["a"]["mp_sigma2_estimator"] == ref["mp_sigma2_estimator"] == "median"
 
 
 def test_attention_fused_and_per_head(rows):
@@ -60,6 +61,9 @@ def test_tail_only_mode_matches_full_top_eigenvalues():
   row = analyze_lib.analyze({"w": w}, tail_k=20)[0]
   assert row["status"] == "ok (tail-only)" and row["entropy_rank"] is None
   assert row["lambda_max"] == pytest.approx(ref[-1], rel=1e-4)
+  # The table says which sigma^2 estimator it used: here the trace ||W||_F^2 / (N M).
+  assert row["mp_sigma2_estimator"] == "trace"
+  assert row["mp_sigma2"] == pytest.approx(np.sum(w.astype(np.float64) ** 2) / w.size, rel=1e-12)
 
 
 def test_not_a_mapping():
