@@ -95,7 +95,7 @@ def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int) -> dict:
 
 
 def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: bool = False, seed: int = 0,
-            per_head: bool = False, ks: str = "sup", tail_k: int | None = None,
+            per_head: bool = False, ks: str = "powerlaw", tail_k: int | None = None,
             max_full_dim: int = 8192) -> list[dict]:
   """Per-matrix spectral metrics for a mapping ``name -> matrix``.
 
@@ -105,7 +105,7 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     randomize: also compute ``rand_<metric>`` on entry-shuffled copies (seeded).
     seed: integer seed of the shuffles (per row, see the module docstring) and of tail-only iterations.
     per_head: also analyse each head of 3-D kernels.
-    ks: KS convention of the power-law fit, ``"sup"`` or ``"powerlaw"`` (reproduces powerlaw/WeightWatcher xmin).
+    ks: KS convention of the power-law fit: ``"powerlaw"`` (default; powerlaw/WeightWatcher xmin), ``"clauset"``, ``"sup"``.
     tail_k: if set, use tail-only mode with this many top eigenvalues for every matrix.
     max_full_dim: matrices with ``min(shape) > max_full_dim`` use tail-only mode (``tail_k`` or 500 eigenvalues).
 

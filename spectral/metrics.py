@@ -53,7 +53,7 @@ METRIC_NAMES = (
 
 
 @functools.partial(jax.jit, static_argnames=("ks",))
-def _jax_metrics(ev, ks: str = "sup"):
+def _jax_metrics(ev, ks: str = "powerlaw"):
   """Scale-level metrics of a batch of sorted ESDs ev (B, M) -> dict of (B,) arrays."""
   ev = jnp.clip(ev, 0.0, None)
   fit = power_law.fit_power_law(ev, ks=ks)
@@ -72,14 +72,14 @@ def _jax_metrics(ev, ks: str = "sup"):
   }
 
 
-def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -> list[dict]:
+def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerlaw") -> list[dict]:
   """Metrics for a batch of ESDs of matrices of one shape.
 
   Args:
     eigenvalues: (B, M) eigenvalues of ``X = W_s W_s^T / N`` (any order; float32 or float64).
     shape: the common shape ``(a, b)`` of the matrices (``M = min(a, b)``).
     level: false-alarm probability of the Tracy-Widom outlier test.
-    ks: KS convention of the power-law fit (``"sup"`` or ``"powerlaw"``; see ``spectral.power_law``).
+    ks: KS convention of the power-law fit (``"powerlaw"``, ``"clauset"`` or ``"sup"``; ``spectral.power_law``).
 
   Returns:
     B dicts with the keys ``METRIC_NAMES`` (Python floats / ints; ``mp_sigma2_estimator`` a string;
@@ -105,7 +105,7 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -
   return rows
 
 
-def matrix_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -> dict:
+def matrix_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerlaw") -> dict:
   """Metrics of one matrix from its ESD eigenvalues (M,) and its shape; see the module docstring for definitions."""
   ev = np.asarray(eigenvalues)
   if ev.ndim != 1:
