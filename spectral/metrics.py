@@ -4,10 +4,18 @@ Convention (``spectral.esd``): ``W`` is ``a x b``, ``N = max(a, b)``, ``M = min(
 ``M`` eigenvalues ``l_1 <= ... <= l_M`` of ``X = W_s W_s^T / N``. WeightWatcher (WW) uses the unnormalised
 ``W^T W``, whose eigenvalues are ``N l_i``; see ``spectral/WEIGHTWATCHER.md`` for the mapping table.
 
+Round-off floor: the eigenvalues of the Gram matrix are computed with an absolute error of about
+``M eps lambda_max`` (``eps`` the machine epsilon of the eigenvalues' dtype: 1.19e-7 for float32), so eigenvalues
+``<= rank_floor = M eps lambda_max`` are numerically zero. They never enter the power-law fit, count as zero in the
+MP fit, and ``numerical_rank`` is the number above the floor (all ones in a 30 x 60 matrix: rank 1, and no
+power-law fit, rather than an alpha fitted on round-off).
+
 Metrics (keys of the returned dict):
-- ``alpha, alpha_se, alpha_ks, xmin, n_tail``: Clauset-Shalizi-Newman power-law fit of the ESD tail
-  (``spectral.power_law``; ``alpha_ks`` is the KS distance of that fit). Scale-free: same as WW's ``alpha``;
-  ``xmin`` maps as ``N xmin``.
+- ``alpha, alpha_se, alpha_ks, xmin, n_tail``: Clauset-Shalizi-Newman power-law fit of the ESD tail above the
+  round-off floor (``spectral.power_law``, tails of at least ``min_tail = 10``; ``alpha_ks`` is the KS distance of
+  that fit). Scale-free: same as WW's ``alpha``; ``xmin`` maps as ``N xmin``. ``alpha_status``: ``"ok"`` or why the
+  fit failed (then those five are NaN, ``n_tail`` 0): never a number fitted on too few valid eigenvalues.
+- ``numerical_rank``: eigenvalues above the round-off floor (``M`` for a full-rank matrix).
 - ``lambda_max``: largest eigenvalue ``l_M = ||W||_2^2 / N``.
 - ``alpha_weighted = alpha log10(lambda_max)`` (Martin & Mahoney 2021). WW: ``alpha log10(N l_M)``, i.e.
   ours ``+ alpha log10 N``.
@@ -27,10 +35,11 @@ Metrics (keys of the returned dict):
   above ``bulk_max`` with no stated level.
 - ``mp_ks``: KS distance between the bulk (eigenvalues not counted as outliers) and MP(q, mp_sigma2); pure noise
   gives a few units over ``M`` (THEORY.md section 1). No WW counterpart.
-
-The last four items (and ``mp_sigma2``) are ``spectral.outliers.mp_outliers``, the one outlier pipeline of the lab.
 - ``spacing_ratio, spacing_ratio_se``: mean ratio of consecutive spacings of the central half of the spectrum (GOE
-  value 0.5307; ``spectral.wigner``). No WW counterpart.
+  value 0.5307; ``spectral.wigner``); NaN when that half has fewer than 3 levels (``M < 6``) or reaches below the
+  round-off floor. No WW counterpart.
+
+``mp_sigma2`` to ``mp_ks`` are ``spectral.outliers.mp_outliers``, the one outlier pipeline of the lab.
 """
 
 from __future__ import annotations
@@ -48,23 +57,35 @@ from spectral import wigner
 METRIC_NAMES = (
     "alpha", "alpha_se", "alpha_ks", "xmin", "n_tail", "lambda_max", "alpha_weighted", "log10_spectral_norm",
     "log10_frobenius_norm", "stable_rank", "entropy_rank", "mp_sigma2", "mp_sigma2_estimator", "mp_edge",
-    "tw_threshold", "n_outliers", "mp_ks", "spacing_ratio", "spacing_ratio_se",
+    "tw_threshold", "n_outliers", "mp_ks", "spacing_ratio", "spacing_ratio_se", "alpha_status", "numerical_rank",
 )
 
 
+def rank_floor(lambda_max, m: int, dtype) -> np.ndarray:
+  """Round-off floor ``M eps(dtype) lambda_max`` of Gram-matrix eigenvalues (module docstring)."""
+  return m * float(np.finfo(dtype).eps) * np.asarray(lambda_max, np.float64)
+
+
 @functools.partial(jax.jit, static_argnames=("ks",))
-def _jax_metrics(ev, ks: str = "powerlaw"):
-  """Scale-level metrics of a batch of sorted ESDs ev (B, M) -> dict of (B,) arrays."""
+def _jax_metrics(ev, floor, ks: str = "powerlaw"):
+  """Scale-level metrics of a batch of sorted ESDs ev (B, M) above round-off floors (B,) -> dict of (B,) arrays."""
   ev = jnp.clip(ev, 0.0, None)
-  fit = power_law.fit_power_law(ev, ks=ks)
+  resolved = ev > floor[:, None]
+  fit = power_law.fit_power_law(ev, resolved, ks=ks)
   lam_max = ev[:, -1]
   total = jnp.sum(ev, axis=-1)
   s = jnp.sqrt(ev)
   p = s / jnp.sum(s, axis=-1, keepdims=True)
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
-  ratio, ratio_se = wigner.spacing_ratio(ev)
+  lo, hi = wigner.central_window(ev.shape[-1])
+  if hi - lo >= 3:
+    ratio, ratio_se = wigner.spacing_ratio(ev)
+    ratio, ratio_se = (jnp.where(resolved[:, lo], r, jnp.nan) for r in (ratio, ratio_se))
+  else:
+    ratio = ratio_se = jnp.full(ev.shape[:1], jnp.nan, ev.dtype)
   return {
       "alpha": fit.alpha, "alpha_se": fit.alpha_se, "alpha_ks": fit.ks, "xmin": fit.xmin, "n_tail": fit.n_tail,
+      "fit_status": fit.status, "n_valid": fit.n_valid, "numerical_rank": jnp.sum(resolved, axis=-1),
       "lambda_max": lam_max, "alpha_weighted": fit.alpha * jnp.log10(lam_max),
       "log10_spectral_norm": jnp.log10(lam_max), "log10_frobenius_norm": jnp.log10(total),
       "stable_rank": total / lam_max, "entropy_rank": jnp.exp(entropy),
@@ -84,6 +105,7 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerla
   Returns:
     B dicts with the keys ``METRIC_NAMES`` (Python floats / ints; ``mp_sigma2_estimator`` a string;
     ``n_outliers`` None where the median estimate is not positive, i.e. more than half the spectrum is zero).
+    ``rank_floor`` uses the machine epsilon of ``eigenvalues``' dtype: pass them in the dtype they were computed in.
   """
   ev = np.sort(np.asarray(eigenvalues), axis=-1)
   if ev.ndim != 2:
@@ -91,14 +113,21 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerla
   n, m = max(int(shape[0]), int(shape[1])), min(int(shape[0]), int(shape[1]))
   if ev.shape[1] != m:
     raise ValueError(f"eigenvalues: expected M = {m} per matrix for shape {tuple(shape)}, got {ev.shape[1]}")
+  floor = rank_floor(np.clip(ev[:, -1], 0.0, None), m, ev.dtype if np.issubdtype(ev.dtype, np.floating)
+                     else np.float32)
   ev = jnp.asarray(ev)
-  out = jax.device_get(_jax_metrics(ev, ks=ks))
-  # The outlier pipeline sees the eigenvalues in the dtype of the metrics above (float32 unless x64 is on).
-  res = outliers.mp_outliers(np.asarray(ev), shape, level=level)
+  out = jax.device_get(_jax_metrics(ev, jnp.asarray(floor, ev.dtype), ks=ks))
+  # The outlier pipeline sees the eigenvalues in the dtype of the metrics above (float32 unless x64 is on), those
+  # below the round-off floor as zeros.
+  ev_mp = np.asarray(ev)
+  res = outliers.mp_outliers(np.where(ev_mp > floor[:, None].astype(ev_mp.dtype), ev_mp, 0), shape, level=level)
+  ints = ("n_tail", "fit_status", "n_valid", "numerical_rank")
   rows = []
   for i in range(ev.shape[0]):
-    row = {k: float(out[k][i]) for k in out if k != "n_tail"}
-    row.update(n_tail=int(out["n_tail"][i]), mp_sigma2=float(res.sigma2[i]), mp_sigma2_estimator=res.estimator,
+    row = {k: float(out[k][i]) for k in out if k not in ints}
+    row.update(n_tail=int(out["n_tail"][i]), numerical_rank=int(out["numerical_rank"][i]),
+               alpha_status=power_law.fit_status_message(out["fit_status"][i], out["n_valid"][i]),
+               mp_sigma2=float(res.sigma2[i]), mp_sigma2_estimator=res.estimator,
                mp_edge=float(res.edge[i]), tw_threshold=float(res.threshold[i]),
                n_outliers=int(res.n_outliers[i]) if res.valid[i] else None, mp_ks=float(res.bulk_ks[i]))
     rows.append({k: row[k] for k in METRIC_NAMES})

@@ -73,10 +73,10 @@ def fit_status_message(status: int, n_valid: int, min_tail: int = DEFAULT_MIN_TA
   if status == FIT_OK:
     return "ok"
   if status == FIT_TOO_FEW_VALID:
-    return f"power-law fit failed: {n_valid} valid values, fewer than min_tail = {min_tail}"
+    return f"failed: {n_valid} valid value{'' if n_valid == 1 else 's'}, fewer than min_tail = {min_tail}"
   if status == FIT_NO_CANDIDATE:
-    return (f"power-law fit failed: no xmin among {n_valid} valid values leaves a tail of min_tail = {min_tail} "
-            "points with distinct values above it")
+    return (f"failed: no xmin among {n_valid} valid values leaves a tail of min_tail = {min_tail} points with "
+            "distinct values above it")
   raise ValueError(f"status: expected one of {FIT_OK}, {FIT_TOO_FEW_VALID}, {FIT_NO_CANDIDATE}, got {status}")
 
 
