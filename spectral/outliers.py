@@ -16,7 +16,9 @@ For ESD eigenvalues ``l_1 <= ... <= l_K`` of ``X = W_s W_s^T / N`` (``spectral.e
 3. the Johnstone-Ma Tracy-Widom threshold at false-alarm ``level``, ``threshold = sigma^2 t_unit`` with ``t_unit =
    spectral.tracy_widom.wishart_tw_threshold(shape, 1, level, e)``; ``e`` is the relative standard deviation of the
    estimate, ``median_sigma2_relative_sd(shape)`` for the median estimator (the threshold is widened for its error)
-   and 0 for ``"trace"`` and ``"stated"`` (as before this module existed);
+   and 0 for ``"trace"`` and ``"stated"`` (as before this module existed). The trace estimate needs no widening:
+   its error is mostly a common scale shared with ``l_max`` (measured false-alarm rates at level 0.1, 1500 Gaussian
+   draws: 0.077 for 64 x 128, 0.085 for 128 x 128; the median estimator 0.090 and 0.11);
 4. ``n_outliers``: the number of eigenvalues strictly above the threshold. The largest-eigenvalue threshold is
    conservative for the k-th one, so on pure noise ``P(n_outliers > 0) ~= level``;
 5. ``bulk_ks``: the Kolmogorov-Smirnov distance ``sup |F_emp - F_MP(q, sigma^2)|`` between the bulk (all
