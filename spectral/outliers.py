@@ -5,8 +5,8 @@ For ESD eigenvalues ``l_1 <= ... <= l_K`` of ``X = W_s W_s^T / N`` (``spectral.e
 
 1. ``sigma^2``: the noise variance of the entries, by one of three named estimators (``ESTIMATORS``):
    - ``"median"``: ``median(l) / median(MP_q, sigma^2 = 1)`` (Gavish & Donoho 2014, IEEE Trans. Inf. Theory
-     60:5040): a few spikes move it by O(k / M) only. Needs the full spectrum (``K = M``). The median is taken in
-     the eigenvalues' own floating dtype (``numpy.median``), the rest in float64.
+     60:5040; ``spectral.marchenko_pastur.median_sigma2``): a few spikes move it by O(k / M) only. Needs the full
+     spectrum (``K = M``). The median is taken in the eigenvalues' own floating dtype, the rest in float64.
    - ``"trace"``: ``mean(l) = ||W||_F^2 / (N M)``, the variance of the matrix's own entry-shuffled copy; spikes pull
      it up by their full size, so it is conservative for the outlier count. From the full spectrum, or passed as
      ``sigma2`` by a caller that knows ``||W||_F`` but only the top eigenvalues (tail-only mode of
@@ -56,13 +56,10 @@ class OutlierResult(NamedTuple):
 
 
 @functools.lru_cache(maxsize=512)
-def _unit_constants(n: int, m: int, level: float, widen: bool) -> tuple[float, float, float]:
-  """(median of unit MP_q, TW threshold per unit sigma^2, (1 + sqrt q)^2) for an ``n x m`` shape, ``n >= m``."""
-  q = m / n
-  med = float(mp.mp_quantile(0.5, q))
+def _unit_constants(n: int, m: int, level: float, widen: bool) -> tuple[float, float]:
+  """(TW threshold per unit sigma^2, (1 + sqrt q)^2) for an ``n x m`` shape, ``n >= m``."""
   rel_sd = tw.median_sigma2_relative_sd((n, m)) if widen else 0.0
-  thr = tw.wishart_tw_threshold((n, m), 1.0, level, rel_sd)
-  return med, thr, (1.0 + np.sqrt(q)) ** 2
+  return tw.wishart_tw_threshold((n, m), 1.0, level, rel_sd), (1.0 + np.sqrt(m / n)) ** 2
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -104,12 +101,12 @@ def mp_outliers(eigenvalues, shape, *, level: float = 0.01, sigma2=None, estimat
     raise ValueError("sigma2: the median estimator computes sigma2 itself; pass estimator='stated' for a given one")
   if estimator == "stated" and sigma2 is None:
     raise ValueError("sigma2: estimator='stated' needs the variance")
-  med_unit, thr_unit, edge_unit = _unit_constants(n, m, level, estimator == "median")
+  thr_unit, edge_unit = _unit_constants(n, m, level, estimator == "median")
   ev64 = ev.astype(np.float64)
   if sigma2 is not None:
     s2 = np.broadcast_to(np.asarray(sigma2, np.float64), (b,)).copy()
   elif estimator == "median":
-    s2 = np.asarray(np.median(ev, axis=-1), np.float64) / med_unit
+    s2 = mp.median_sigma2(ev, m / n)
   else:
     s2 = np.mean(ev64, axis=-1)
   valid = np.isfinite(s2) & (s2 > 0)
