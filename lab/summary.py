@@ -4,7 +4,7 @@ Per regime: final training and held-out loss (mean +- sd over seeds, nats) besid
 (entropy rate x ln 2); per weight matrix and regime at the last snapshot: ``lambda_max / lambda_+`` (largest ESD
 eigenvalue over the MP bulk edge, sigma^2 fitted by the median method) and the number of eigenvalues beyond the edge,
 both averaged over seeds, and the number of eigenvalues beyond the Tracy-Widom threshold at a 1% false-alarm level
-(``spectral.tracy_widom.count_outliers``: Johnstone-Ma centring and scaling, widened for the estimated sigma^2).
+(``spectral.outliers.mp_outliers``: Johnstone-Ma centring and scaling, widened for the estimated sigma^2).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import math
 import numpy as np
 
 from models.run_folder import Run
-from spectral.esd import aspect_ratio
-from spectral.marchenko_pastur import fit_mp_sigma2, mp_edges
-from spectral.tracy_widom import count_outliers
+from spectral.outliers import mp_outliers
 
 TW_LEVEL = 0.01
 
@@ -27,15 +25,16 @@ def spectral_summary(run: Run, step: int | None = None) -> dict[str, dict[str, d
   out: dict[str, dict[str, dict[str, list]]] = {}
   for name, ev_members in sorted(run.spectra[step].items()):
     shape = tuple(run.info["matrices"][name]["shape"])
-    q = aspect_ratio(shape)
+    ev_all = np.asarray(ev_members, np.float64)
+    res = mp_outliers(ev_all, shape, level=TW_LEVEL)
     for m in run.members:
-      ev = ev_members[m["index"]].astype(np.float64)
-      edge = mp_edges(q, fit_mp_sigma2(ev, q))[1]
+      i = m["index"]
+      ev, edge = ev_all[i], res.edge[i]
       cell = out.setdefault(name, {}).setdefault(m["regime"], {"max_over_edge": [], "n_beyond_edge": [],
                                                                "n_outliers_tw": []})
       cell["max_over_edge"].append(ev.max() / edge)
       cell["n_beyond_edge"].append(float(np.sum(ev > edge)))
-      cell["n_outliers_tw"].append(float(count_outliers(ev, shape, level=TW_LEVEL)))
+      cell["n_outliers_tw"].append(float(res.n_outliers[i]))
   return {n: {r: {k: float(np.mean(v)) for k, v in c.items()} for r, c in regs.items()} for n, regs in out.items()}
 
 

@@ -1,8 +1,9 @@
 """Command line: ``python -m spectral analyze WEIGHTS [--json PATH] [--csv PATH] [--level L] [--randomize]``.
 
 Prints one row per matrix (name, shape, status and the main metrics) and writes the full table (every metric of
-``spectral.metrics.METRIC_NAMES``) as JSON (a list of row objects) and/or CSV. Vectors (1-D arrays such as biases)
-in the file are skipped; other bad matrices are reported with their status.
+``spectral.metrics.METRIC_NAMES``) as JSON (a list of row objects) and/or CSV. Every array in the file gets a row:
+vectors (1-D arrays such as biases) with status ``skipped: ...``, bad matrices with ``error: ...``, matrices whose
+fits failed with ``fit failed: ...`` (``spectral.analyze``).
 """
 
 from __future__ import annotations
@@ -85,8 +86,7 @@ def main(argv=None) -> int:
   if not 0 < args.level < 1:
     print(f"error: --level: expected a probability in (0, 1), got {args.level}", file=sys.stderr)
     return 2
-  matrices = {k: v for k, v in arrays.items() if np.ndim(v) >= 2}
-  report(matrices, level=args.level, randomize=args.randomize, seed=args.seed, per_head=args.per_head,
+  report(arrays, level=args.level, randomize=args.randomize, seed=args.seed, per_head=args.per_head,
          json_path=args.json_path, csv_path=args.csv_path)
   return 0
 

@@ -7,15 +7,21 @@ see ``esd.esd_oriented_batch``), then the vectorised metrics. Conventions: ``spe
 Rules:
 - 3-D attention kernels ``(d_model, heads, head_dim)`` are analysed fused as ``(d_model, heads * head_dim)``; with
   ``per_head=True`` also each head ``(d_model, head_dim)`` as ``"<name>[head=h]"``.
-- A bad matrix (NaN/Inf, wrong rank, empty or 1 x n, all zeros, integer dtype) gets ``status = "error: ..."`` naming
-  the problem and ``None`` metrics; the analysis continues. bf16/fp16 are upcast to float32.
+- Every entry gets a row and the analysis never stops on one: a bad matrix (NaN/Inf, rank above 3, empty or 1 x n,
+  all zeros, integer dtype) gets ``status = "error: ..."`` naming the problem and ``None`` metrics; a 0-D or 1-D
+  array (a bias, a scale) gets ``"skipped: ..."``. bf16/fp16 are upcast to float32.
+- Eigenvalues at or below the round-off floor ``M eps lambda_max`` (``spectral.metrics``) stay out of the fits and
+  ``numerical_rank`` counts the rest. A matrix whose power-law fit failed (fewer than ``min_tail = 10`` valid
+  eigenvalues, e.g. a 2 x 3 or a rank-1 matrix) or that has no MP bulk (median eigenvalue at the floor) gets
+  ``status = "fit failed: ..."`` with the reasons and the numerical rank; its failed metrics are NaN / ``None``.
 - ``randomize=True`` adds ``rand_<metric>`` columns: the same metrics on an entry-shuffled copy of each matrix
   (on CPU numpy ``default_rng([seed, row index])``, on accelerators ``fold_in(key(seed), row index)``), the noise
   baseline with the same entry distribution.
 - Tail-only mode for matrices whose ``M`` exceeds ``max_full_dim`` (or every matrix when ``tail_k`` is set): the top
   ``tail_k`` eigenvalues by matrix-free subspace iteration (``esd.esd_top_k``), the power-law fit restricted to
   them, norms from ``W`` directly, ``mp_sigma2`` by the trace estimator ``||W||_F^2 / (N M)`` (biased up by spikes,
-  hence conservative for ``n_outliers``); metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
+  hence conservative for ``n_outliers``; ``mp_sigma2_estimator = "trace"``, where the full mode writes ``"median"``);
+  metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import numpy as np
 
 from spectral import esd as esd_lib
 from spectral import metrics as metrics_lib
+from spectral import outliers
 from spectral import power_law
-from spectral import tracy_widom as tw
 
 
 def _as_float_array(x) -> np.ndarray:
@@ -59,6 +65,9 @@ def _validated(name: str, x) -> tuple[np.ndarray | None, str]:
   try:
     if getattr(x, "shape", None) is None:
       x = np.asarray(x)
+    if len(x.shape) < 2:
+      return None, (f"skipped: {len(x.shape)}-D array of shape {tuple(x.shape)} (not a matrix: no spectrum; "
+                    "biases and scales are vectors)")
     if str(getattr(x, "dtype", "")) in ("bfloat16", "float16"):
       x = _as_float_array(x)
     esd_lib.validate_matrix(x, name)
@@ -78,24 +87,40 @@ def _oriented(arr: np.ndarray) -> np.ndarray:
   return arr if arr.shape[0] <= arr.shape[1] else arr.T
 
 
-def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int) -> dict:
+def _status(row: dict, m: int, ok: str) -> str:
+  """``ok`` unless a fit failed: then the reasons and the numerical rank (module docstring)."""
+  problems = []
+  if row["alpha_status"] != "ok":
+    problems.append(f"power law {row['alpha_status']}")
+  if row["n_outliers"] is None:
+    problems.append("no Marchenko-Pastur bulk (the median eigenvalue is at the round-off floor)")
+  if not problems:
+    return ok
+  rank = row["numerical_rank"]
+  rank = f"numerical rank {rank} of {m}" if rank is not None else "numerical rank unknown (tail-only)"
+  return f"fit failed: {'; '.join(problems)}; {rank} (eigenvalues <= M eps lambda_max are round-off)"
+
+
+def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, ks: str) -> dict:
   n, m = max(arr.shape), min(arr.shape)
   top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32), k, seed=seed), np.float64))
-  fit = power_law.fit_power_law(top)
+  resolved = top > metrics_lib.rank_floor(top[-1], m, np.float32)
+  fit = power_law.fit_power_law(top, resolved, ks=ks)
   fro2 = float(np.sum(np.square(arr, dtype=np.float64))) / n
-  sigma2 = fro2 / m
-  thr = tw.wishart_tw_threshold(arr.shape, sigma2, level)
+  res = outliers.mp_outliers(top[None], arr.shape, level=level, sigma2=fro2 / m, estimator="trace")
   row = dict.fromkeys(metrics_lib.METRIC_NAMES)
   row.update(alpha=float(fit.alpha), alpha_se=float(fit.alpha_se), alpha_ks=float(fit.ks), xmin=float(fit.xmin),
              n_tail=int(fit.n_tail), lambda_max=float(top[-1]), alpha_weighted=float(fit.alpha * np.log10(top[-1])),
              log10_spectral_norm=float(np.log10(top[-1])), log10_frobenius_norm=float(np.log10(fro2)),
-             stable_rank=fro2 / float(top[-1]), mp_sigma2=sigma2, mp_edge=float(sigma2 * (1 + np.sqrt(m / n)) ** 2),
-             tw_threshold=thr, n_outliers=int(np.sum(top > thr)))
+             stable_rank=fro2 / float(top[-1]), mp_sigma2=float(res.sigma2[0]), mp_sigma2_estimator=res.estimator,
+             mp_edge=float(res.edge[0]), tw_threshold=float(res.threshold[0]), n_outliers=int(res.n_outliers[0]),
+             alpha_status=power_law.fit_status_message(fit.status, fit.n_valid),
+             numerical_rank=int(resolved.sum()) if not resolved.all() else None)
   return row
 
 
 def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: bool = False, seed: int = 0,
-            per_head: bool = False, ks: str = "sup", tail_k: int | None = None,
+            per_head: bool = False, ks: str = "powerlaw", tail_k: int | None = None,
             max_full_dim: int = 8192) -> list[dict]:
   """Per-matrix spectral metrics for a mapping ``name -> matrix``.
 
@@ -105,7 +130,8 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     randomize: also compute ``rand_<metric>`` on entry-shuffled copies (seeded).
     seed: integer seed of the shuffles (per row, see the module docstring) and of tail-only iterations.
     per_head: also analyse each head of 3-D kernels.
-    ks: KS convention of the power-law fit, ``"sup"`` or ``"powerlaw"`` (reproduces powerlaw/WeightWatcher xmin).
+    ks: KS convention of the power-law fit: ``"powerlaw"`` (default; the powerlaw package's and WeightWatcher's
+      xmin), ``"clauset"`` or ``"sup"`` (``spectral.power_law``).
     tail_k: if set, use tail-only mode with this many top eigenvalues for every matrix.
     max_full_dim: matrices with ``min(shape) > max_full_dim`` use tail-only mode (``tail_k`` or 500 eigenvalues).
 
@@ -129,10 +155,11 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     m = min(arr.shape)
     if tail_k is not None or m > max_full_dim:
       k = min(m, tail_k or 500)
-      rows[i].update(_tail_metrics(arr, k, level, seed), status="ok (tail-only)")
+      rows[i].update(_tail_metrics(arr, k, level, seed, ks))
+      rows[i]["status"] = _status(rows[i], m, "ok (tail-only)")
       if randomize:
         flat = np.random.default_rng([seed, i]).permutation(arr.ravel()).reshape(arr.shape)
-        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed).items()})
+        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed, ks).items()})
       continue
     arrays[i] = arr
     groups.setdefault((m, max(arr.shape)), []).append(i)
@@ -144,7 +171,7 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     batch = np.stack([_oriented(arrays[i]).astype(dtype, copy=False) for i in idx])
     ev = esd_lib.esd_oriented_batch(jnp.asarray(batch), host_eigh=host)
     for i, row in zip(idx, metrics_lib.batch_metrics(np.asarray(ev), (m, n), level=level, ks=ks)):
-      rows[i].update(row)
+      rows[i].update(row, status=_status(row, m, "ok"))
     if randomize:
       if host:
         # On CPU numpy's O(n) shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).

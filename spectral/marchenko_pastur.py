@@ -14,6 +14,8 @@ All functions are numpy, float64, vectorised over ``x``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -94,19 +96,34 @@ def mp_quantile(p, q: float, sigma2: float = 1.0, iters: int = 80) -> np.ndarray
   return sigma2 * 0.5 * (lo + hi)
 
 
-def fit_mp_sigma2(eigenvalues, q: float) -> float:
-  """Robust MP variance: ``median(eigenvalues) / median(MP_q with sigma^2 = 1)``.
+def median_sigma2(eigenvalues, q: float) -> np.ndarray:
+  """Robust MP variance of each row of ``eigenvalues`` (..., M): ``median(l) / median(MP_q with sigma^2 = 1)``.
 
   Gavish & Donoho 2014 (IEEE Trans. Inf. Theory 60:5040, arXiv:1305.5870): a few spikes move the median by
-  O(k / M) only, whereas the mean (trace) estimator is pulled up by their full size.
+  O(k / M) only, whereas the mean (trace) estimator is pulled up by their full size. The median is taken in the
+  eigenvalues' own floating dtype, the division in float64; a non-positive result (more than half the spectrum at
+  zero) is returned as it is.
   """
+  ev = np.asarray(eigenvalues)
+  if ev.ndim < 1 or ev.shape[-1] == 0 or not np.issubdtype(ev.dtype, np.floating):
+    raise ValueError(f"eigenvalues: expected a non-empty floating (..., M) array, got {ev.dtype} {ev.shape}")
+  return np.asarray(np.median(ev, axis=-1), np.float64) / _unit_median(float(q))
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_median(q: float) -> float:
+  return float(mp_quantile(0.5, q))
+
+
+def fit_mp_sigma2(eigenvalues, q: float) -> float:
+  """``median_sigma2`` of one spectrum (M,) in float64; raises if it is not positive."""
   ev = np.asarray(eigenvalues, dtype=np.float64)
   if ev.ndim != 1 or ev.size == 0:
     raise ValueError(f"eigenvalues: expected a non-empty 1-D array, got shape {ev.shape}")
-  med = float(np.median(ev))
-  if not med > 0:
+  sigma2 = float(median_sigma2(ev, q))
+  if not sigma2 > 0:
     raise ValueError("eigenvalues: median is not positive; the matrix is rank-deficient beyond MP's reach")
-  return med / float(mp_quantile(0.5, q))
+  return sigma2
 
 
 def mp_ks_distance(eigenvalues, q: float, sigma2: float) -> float:

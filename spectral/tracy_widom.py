@@ -204,25 +204,18 @@ def wishart_tw_threshold(shape, sigma2: float = 1.0, level: float = 0.01, sigma2
 
 
 def count_outliers(eigenvalues, shape, sigma2: float | None = None, level: float = 0.01) -> int:
-  """Number of ESD eigenvalues above the Tracy-Widom threshold at false-alarm ``level``.
+  """Number of ESD eigenvalues (M,) above the Tracy-Widom threshold at false-alarm ``level``.
 
-  Args:
-    eigenvalues: (M,) eigenvalues of ``X = W_s W_s^T / N`` (our convention, see ``spectral.esd``).
-    shape: shape of ``W``.
-    sigma2: noise variance of the entries; ``None`` estimates it robustly by ``fit_mp_sigma2`` (median method) and
-      widens the threshold for that estimate's error (``median_sigma2_relative_sd``).
-    level: false-alarm probability for the largest eigenvalue of pure noise.
-
-  Using the largest-eigenvalue threshold for every eigenvalue is conservative for the k-th one, so on pure noise
-  ``P(count > 0) ~= level``.
+  A one-matrix shortcut to ``spectral.outliers.mp_outliers``: ``sigma2=None`` uses its median estimator (threshold
+  widened for the estimate's error), a given ``sigma2`` its ``"stated"`` one.
   """
+  from spectral import outliers  # outliers builds on this module's thresholds
+
   ev = np.asarray(eigenvalues, dtype=np.float64)
   if ev.ndim != 1:
     raise ValueError(f"eigenvalues: expected a 1-D array, got shape {ev.shape}")
-  if len(shape) != 2 or ev.size != min(int(shape[0]), int(shape[1])):
-    raise ValueError(f"eigenvalues: expected min(shape) values for shape {tuple(shape)}, got {ev.size}")
-  rel_sd = 0.0
-  if sigma2 is None:
-    sigma2 = mp.fit_mp_sigma2(ev, min(shape) / max(shape))
-    rel_sd = median_sigma2_relative_sd(shape)
-  return int(np.sum(ev > wishart_tw_threshold(shape, sigma2, level, rel_sd)))
+  estimator = "median" if sigma2 is None else "stated"
+  res = outliers.mp_outliers(ev[None], shape, level=level, sigma2=sigma2, estimator=estimator)
+  if not res.valid[0]:
+    raise ValueError(f"eigenvalues: the {estimator} variance {res.sigma2[0]} is not positive; no MP bulk to test")
+  return int(res.n_outliers[0])

@@ -8,6 +8,7 @@ accepts the path wins, before the built-in suffix rules.
 from __future__ import annotations
 
 import pathlib
+import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,8 @@ def register_loader(predicate: Callable[[pathlib.Path], bool], loader: Callable[
 
 
 def _load_npz(path: pathlib.Path) -> dict:
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"WEIGHTS: {path} is not a .npz file (an .npz is a zip archive of .npy arrays)")
   with np.load(path, allow_pickle=False) as f:
     return {k: f[k] for k in f.files}
 

@@ -52,6 +52,14 @@ def goe(key_or_seed, n: int, dtype=jnp.float32) -> jax.Array:
   return (a + a.T) / jnp.sqrt(jnp.asarray(2.0 * n, dtype))
 
 
+def central_window(m: int, central_fraction: float = 0.5) -> tuple[int, int]:
+  """``(lo, hi)``: the sorted levels ``lo <= i < hi`` that ``spacing_ratios`` uses out of ``m``."""
+  if not 0.0 < central_fraction <= 1.0:
+    raise ValueError(f"central_fraction: expected a fraction in (0, 1], got {central_fraction}")
+  lo = int(np.floor(m * (1.0 - central_fraction) / 2.0))
+  return lo, m - lo
+
+
 def spacing_ratios(eigenvalues, central_fraction: float = 0.5) -> jax.Array:
   """Ratios ``r_i`` of consecutive spacings of the central ``central_fraction`` of the sorted spectrum (..., M).
 
@@ -60,10 +68,7 @@ def spacing_ratios(eigenvalues, central_fraction: float = 0.5) -> jax.Array:
   """
   ev = jnp.sort(jnp.asarray(eigenvalues), axis=-1)
   m = ev.shape[-1]
-  if not 0.0 < central_fraction <= 1.0:
-    raise ValueError(f"central_fraction: expected a fraction in (0, 1], got {central_fraction}")
-  lo = int(np.floor(m * (1.0 - central_fraction) / 2.0))
-  hi = m - lo
+  lo, hi = central_window(m, central_fraction)
   if hi - lo < 3:
     raise ValueError(f"eigenvalues: need at least 3 levels in the central part, got {hi - lo} of {m}")
   s = jnp.diff(ev[..., lo:hi], axis=-1)

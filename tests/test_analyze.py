@@ -25,10 +25,36 @@ def rows():
 
 def test_rows_and_statuses(rows):
   assert rows["a"]["status"] == "ok" and rows["b"]["status"] == "ok" and rows["bf16"]["status"] == "ok"
-  for name, word in [("nan", "NaN"), ("vector", "rank 1"), ("ints", "floating"), ("row", "1 x n"),
-                     ("zeros", "all zeros"), ("empty", "both dimensions")]:
+  for name, word in [("nan", "NaN"), ("ints", "floating"), ("row", "1 x n"), ("zeros", "all zeros"),
+                     ("empty", "both dimensions")]:
     assert rows[name]["status"].startswith("error") and word in rows[name]["status"], rows[name]["status"]
     assert name in rows[name]["status"] and rows[name]["alpha"] is None
+  # A vector is not dropped silently: it has its row, saying it was skipped.
+  assert rows["vector"]["status"].startswith("skipped: 1-D array of shape (5,)") and rows["vector"]["alpha"] is None
+
+
+def test_every_bad_input_gets_a_row_never_a_traceback():
+  rng = np.random.default_rng(4)
+  mats = {"small": rng.normal(size=(2, 3)), "ones": np.ones((30, 60), np.float32),
+          "rank5": (rng.normal(size=(40, 5)) @ rng.normal(size=(5, 80))).astype(np.float32),
+          "scalar": np.float32(2.0), "fine": rng.normal(size=(30, 60)).astype(np.float32)}
+  rows = {r["name"]: r for r in analyze_lib.analyze(mats)}
+  # 2 x 3: two eigenvalues, no spacing ratio and too few for a power law (it used to raise in spacing_ratio).
+  small = rows["small"]
+  assert small["status"].startswith("fit failed") and "2 valid values, fewer than min_tail = 10" in small["status"]
+  assert np.isnan(small["alpha"]) and np.isnan(small["spacing_ratio"]) and small["numerical_rank"] == 2
+  assert small["lambda_max"] > 0 and small["n_outliers"] is not None
+  # All ones: rank 1 (lambda_max = ||W||_2^2 / N = 30 x 60 / 60); the other 29 eigenvalues are round-off
+  # (<= M eps lambda_max) and enter no fit, so there is no alpha (it used to be 1.19, fitted on round-off) and no MP
+  # bulk.
+  ones = rows["ones"]
+  assert ones["numerical_rank"] == 1 and np.isnan(ones["alpha"]) and ones["n_outliers"] is None
+  assert ones["status"].startswith("fit failed") and "numerical rank 1 of 30" in ones["status"]
+  assert ones["lambda_max"] == pytest.approx(30.0, rel=1e-6) and ones["stable_rank"] == pytest.approx(1.0, rel=1e-5)
+  assert rows["rank5"]["numerical_rank"] == 5 and "numerical rank 5 of 40" in rows["rank5"]["status"]
+  assert rows["scalar"]["status"].startswith("skipped: 0-D array")
+  fine = rows["fine"]
+  assert fine["status"] == "ok" and fine["numerical_rank"] == 30 and fine["alpha_status"] == "ok"
 
 
 def test_metrics_agree_with_float64_reference(rows):
@@ -37,6 +63,7 @@ def test_metrics_agree_with_float64_reference(rows):
   for k in ("lambda_max", "stable_rank", "mp_sigma2", "log10_frobenius_norm"):
     assert rows["a"][k] == pytest.approx(ref[k], rel=1e-5), k
   assert rows["a"]["n_outliers"] == ref["n_outliers"]
+  assert rows["a"]["mp_sigma2_estimator"] == ref["mp_sigma2_estimator"] == "median"
 
 
 def test_attention_fused_and_per_head(rows):
@@ -60,6 +87,9 @@ def test_tail_only_mode_matches_full_top_eigenvalues():
   row = analyze_lib.analyze({"w": w}, tail_k=20)[0]
   assert row["status"] == "ok (tail-only)" and row["entropy_rank"] is None
   assert row["lambda_max"] == pytest.approx(ref[-1], rel=1e-4)
+  # The table says which sigma^2 estimator it used: here the trace ||W||_F^2 / (N M).
+  assert row["mp_sigma2_estimator"] == "trace"
+  assert row["mp_sigma2"] == pytest.approx(np.sum(w.astype(np.float64) ** 2) / w.size, rel=1e-12)
 
 
 def test_not_a_mapping():

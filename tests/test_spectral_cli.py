@@ -21,12 +21,35 @@ def test_npz_table_json_csv(tmp_path, capsys):
   rc = cli.main(["analyze", str(path), "--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv")])
   assert rc == 0
   out = capsys.readouterr().out
-  assert "blocks.0.mlp.kernel" in out and "NaN or Inf" in out and "blocks.0.bias" not in out
+  assert "blocks.0.mlp.kernel" in out and "NaN or Inf" in out and "skipped: 1-D array" in out
   rows = json.loads((tmp_path / "o.json").read_text())
-  assert [r["name"] for r in rows] == ["blocks.0.mlp.kernel", "blocks.0.bad"]
+  assert [r["name"] for r in rows] == ["blocks.0.mlp.kernel", "blocks.0.bias", "blocks.0.bad"]
   assert set(metrics.METRIC_NAMES) <= set(rows[0]) and rows[0]["status"] == "ok"
+  assert rows[1]["status"].startswith("skipped: 1-D array of shape (64,)") and rows[1]["alpha"] is None
   with open(tmp_path / "o.csv") as f:
-    assert len(list(csv.DictReader(f))) == 2
+    assert len(list(csv.DictReader(f))) == 3
+
+
+def test_small_and_rank_deficient_matrices_get_rows(tmp_path, capsys):
+  path = tmp_path / "w.npz"
+  np.savez(path, small=np.random.default_rng(2).normal(size=(2, 3)), ones=np.ones((30, 60)))
+  assert cli.main(["analyze", str(path), "--json", str(tmp_path / "o.json")]) == 0
+  rows = json.loads((tmp_path / "o.json").read_text())
+  assert [r["status"][:10] for r in rows] == ["fit failed", "fit failed"]
+  assert rows[1]["alpha"] is None and rows[1]["numerical_rank"] == 1  # NaN is written as null, never a number
+
+
+def test_not_an_npz_file(tmp_path, capsys):
+  for name, content in [("w.npz", b"not a zip archive"), ("a.npz", None)]:
+    path = tmp_path / name
+    if content is None:
+      np.save(tmp_path / "a.npy", np.ones((3, 3)))
+      (tmp_path / "a.npy").rename(path)  # a .npy file under a .npz name
+    else:
+      path.write_bytes(content)
+    assert cli.main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a .npz file" in err and "pickle" not in err
 
 
 def test_safetensors(tmp_path, capsys):

@@ -9,7 +9,8 @@ singular value sticks to the edge ``1 + sqrt(q)`` and the overlaps vanish.
 
 Measurement: for each ``theta``, ``seeds`` matrices drawn and decomposed (SVD) in one vmapped, jitted JAX computation.
 Detection uses the Tracy-Widom test of check 1 at ``level`` (known unit noise variance): the spike is detected when
-``(N s_1^2 - mu) / s`` exceeds ``F1^-1(1 - level)``.
+``(N s_1^2 - mu) / s`` exceeds ``F1^-1(1 - level)``, i.e. when ``s_1^2`` is an outlier of
+``spectral.outliers.mp_outliers`` with the stated ``sigma^2 = 1``.
 
 Tolerances (the critical window is ``|theta - theta_c| ~ N^(-1/3)``; only strengths clearly outside it are tested):
 - below (``theta <= theta_c - 2 N^(-1/3)``): a subcritical spike leaves the TW limit of the top eigenvalue unchanged
@@ -40,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spectral import bbp as bbp_theory
-from spectral import tracy_widom as tw
+from spectral.outliers import mp_outliers
 from theory_checks import common
 from theory_checks.verdict import FAIL, PASS, Verdict
 
@@ -76,6 +77,13 @@ def simulate(key, shape, theta: float, seeds: int) -> dict[str, np.ndarray]:
   return dict(s1=s1, overlap_u=ou, overlap_v=ov)
 
 
+def detections(top_eigenvalues, shape, level: float) -> tuple[np.ndarray, float]:
+  """(per seed: is the top eigenvalue (S,) an outlier at ``level`` with unit noise variance, the threshold)."""
+  res = mp_outliers(np.asarray(top_eigenvalues, np.float64)[:, None], shape, level=level, sigma2=1.0,
+                    estimator="stated")
+  return res.n_outliers > 0, float(res.threshold[0])
+
+
 def check(shape=(100, 50), seeds: int = 40, seed: int = 0, *, level: float = 0.01, family_level: float = 0.01,
           q_pred: float | None = None, curve_points: int = 8) -> Verdict:
   n, m = max(shape), min(shape)
@@ -83,9 +91,6 @@ def check(shape=(100, 50), seeds: int = 40, seed: int = 0, *, level: float = 0.0
   qp = q if q_pred is None else q_pred
   th_c, th_c_pred = q**0.25, bbp_theory.bbp_threshold(qp)
   win = n ** (-1.0 / 3.0)
-  t_det = float(tw.tw_quantile(1.0 - level))
-  mu, s = tw.johnstone_centring_scaling(n, m)
-  det_eig = (mu + s * t_det) / n  # detection threshold on s_1^2 (unit noise variance)
   below = [th_c * 0.4, max(th_c - 2 * win, 0.05)]
   above = [th_c + 2 * win, 1.5, 2.0, 3.0]
   key = jax.random.PRNGKey(seed)
@@ -93,7 +98,7 @@ def check(shape=(100, 50), seeds: int = 40, seed: int = 0, *, level: float = 0.0
   allowed = common.binomial_upper_quantile(seeds, level, 1.0 - family_level)
   for i, theta in enumerate(below + above):
     r = simulate(jax.random.fold_in(key, i), (n, m), float(theta), seeds)
-    detected = common.tw_scale(r["s1"] ** 2, (n, m)) > t_det
+    detected, det_eig = detections(r["s1"] ** 2, (n, m), level)  # det_eig: the threshold on s_1^2
     s_pred = float(bbp_theory.bbp_top_singular_value(theta, qp))
     ou_pred, ov_pred = (float(x) for x in bbp_theory.bbp_overlaps(theta, qp))
     row = dict(theta=float(theta), side="below" if theta in below else "above", detections=int(detected.sum()),
@@ -126,7 +131,7 @@ def check(shape=(100, 50), seeds: int = 40, seed: int = 0, *, level: float = 0.0
   rates = []
   for j, theta in enumerate(grid):
     r = simulate(jax.random.fold_in(key, 1000 + j), (n, m), float(theta), seeds)
-    rates.append(float(np.mean(common.tw_scale(r["s1"] ** 2, (n, m)) > t_det)))
+    rates.append(float(np.mean(detections(r["s1"] ** 2, (n, m), level)[0])))
   rates = np.asarray(rates)
   cross = np.flatnonzero(rates >= 0.5)
   if cross.size and cross[0] > 0:
@@ -175,12 +180,11 @@ def calibrate(quick: bool = False, seed: int = 0, *, level: float = 0.01, trials
   trials = trials or (400 if quick else 2000)
   n, m = shape
   th_c, win = (m / n) ** 0.25, n ** (-1.0 / 3.0)
-  t_det = float(tw.tw_quantile(1.0 - level))
   key = jax.random.PRNGKey(2_000_003 + seed)
   out = dict(check=NAME, level=level, trials=trials, shape=list(shape), bound=common.rate_bound(trials, level))
   for i, (label, theta) in enumerate([("false_alarm", 0.0), ("false_alarm_below_half_threshold", 0.5 * th_c),
                                       ("power_just_above", th_c + 2 * win), ("power", 1.5 * th_c)]):
     lmax = common.gaussian_lmax(jax.random.fold_in(key, i), trials, shape,
                                 thetas=None if theta == 0.0 else [theta])
-    out[label] = float(np.mean(common.tw_scale(lmax, shape) > t_det))
+    out[label] = float(np.mean(detections(lmax, shape, level)[0]))
   return out

@@ -11,7 +11,7 @@ Predictions (docs/THEORY.md#noise_structure; the pilot in docs/THEORY.md#lab-obs
 Measurement: the main job's run folders (``models.train.train_run`` reuses a finished run; quick mode trains a small
 one once): three regimes p = (1, 0.5, 0) with several seeds each, and two controls with the same config otherwise:
 AdamW with weight decay 0.1, and SGD with momentum 0.9 at learning rate 0.1 (the pilot's "SGD builds the same spike"). Per member and weight matrix at the last snapshot: outliers beyond the Johnstone-Ma TW1
-threshold at level 0.01 with the median-estimated ``sigma^2`` (``spectral.tracy_widom.count_outliers``), power-law
+threshold at level 0.01 with the median-estimated ``sigma^2`` (``spectral.outliers.mp_outliers``), power-law
 alpha (``spectral.power_law``), bulk ``M * KS`` against MP(q, median sigma^2), and ``M * KS`` against MP(q,
 mean eigenvalue), the limit law of the matrix's own entry-shuffled (randomized) baseline: shuffling entries keeps
 ``||W||_F^2`` and destroys every correlation, so for light-tailed entries its ESD is MP with ``sigma^2 = ||W||_F^2 /
@@ -36,9 +36,9 @@ import pathlib
 import numpy as np
 
 from spectral import power_law
-from spectral import tracy_widom as tw
 from spectral.esd import aspect_ratio
-from spectral.marchenko_pastur import fit_mp_sigma2, mp_ks_distance
+from spectral.marchenko_pastur import mp_ks_distance
+from spectral.outliers import mp_outliers
 from theory_checks import common
 from theory_checks.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
@@ -63,14 +63,12 @@ def configs(quick: bool):
 
 
 def matrix_metrics(ev, shape) -> dict:
+  """Median-sigma^2 outliers (``mp_outliers``), l_max over their threshold, bulk and randomized ``M * KS``."""
   ev = np.sort(np.asarray(ev, np.float64))
   m, q = min(shape), aspect_ratio(shape)
-  sigma2 = fit_mp_sigma2(ev, q)
-  thr = tw.wishart_tw_threshold(shape, sigma2, LEVEL, tw.median_sigma2_relative_sd(shape))
-  n_out = int(np.sum(ev > thr))
-  bulk = ev[: ev.size - n_out]
-  return dict(n_outliers=n_out, lmax_over_threshold=float(ev[-1] / thr),
-              bulk_m_ks=m * mp_ks_distance(bulk, q, sigma2) if bulk.size > 2 else float("nan"),
+  res = mp_outliers(ev[None], shape, level=LEVEL)
+  return dict(n_outliers=int(res.n_outliers[0]), sigma2=float(res.sigma2[0]),
+              lmax_over_threshold=float(ev[-1] / res.threshold[0]), bulk_m_ks=m * float(res.bulk_ks[0]),
               randomized_m_ks=m * mp_ks_distance(ev, q, float(ev.mean())))
 
 

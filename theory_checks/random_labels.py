@@ -33,9 +33,7 @@ import pathlib
 
 import numpy as np
 
-from spectral import tracy_widom as tw
-from spectral.esd import aspect_ratio
-from spectral.marchenko_pastur import fit_mp_sigma2
+from spectral.outliers import mp_outliers
 from theory_checks import common
 from theory_checks.noise_structure import LEVEL, matrix_metrics
 from theory_checks.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
@@ -72,11 +70,11 @@ def per_member(run) -> list[dict]:
       e = np.sort(np.asarray(ev[i], np.float64))
       shape = run.info["matrices"][name]["shape"]
       mm = matrix_metrics(e, shape)
-      thr = tw.wishart_tw_threshold(shape, float(e.mean()), LEVEL)
-      outl += int(np.sum(e > thr))
+      trace = mp_outliers(e[None], shape, level=LEVEL, estimator="trace")
+      outl += int(trace.n_outliers[0])
       med_outl += mm["n_outliers"]
-      collapsed += int(fit_mp_sigma2(e, aspect_ratio(shape)) < 0.01 * e.mean())
-      ratio.append(float(e[-1] / thr))
+      collapsed += int(mm["sigma2"] < 0.01 * e.mean())
+      ratio.append(float(e[-1] / trace.threshold[0]))
       srank.append(float(e.sum() / e[-1]))
     steps, acc = run.metric("test_accuracy", i)
     _, tr = run.metric("train_accuracy", i)
