@@ -49,11 +49,19 @@ def test_random_mode_is_seeded():
 
 @pytest.mark.parametrize("raw, match", [
     ({"sweep": {"nme": "x"}, "axes": {"seed": [0]}}, r"sweep: unknown key\(s\) \['nme'\]"),
-    ({"axes": {"train.lr": [0.1]}}, "axes.train.lr: unknown config key 'lr'"),
+    ({"axes": {"train.lr": [0.1]}}, r"axes.train.lr: expected a key of section train \(.*learning_rate.*\), got an "
+     r"unknown key; did you mean 'train.learning_rate'"),
+    ({"axes": {"trian.steps": [1]}}, r"axes.trian: expected a section .*did you mean 'train'"),
+    # A typo in a member-level axis lists the valid axis names, not the config's sections.
+    ({"axes": {"learning_rat": [0.1]}}, r"axes.learning_rat: expected a member-level axis \(seed, p, learning_rate, "
+     r"weight_decay, init_scale\) or a dotted config key such as model.d_model, got 'learning_rat'; did you mean "
+     r"'learning_rate'"),
     ({"axes": {"seed": []}}, "axes.seed: expected a non-empty list"),
     ({"axis": {}}, "unknown top-level key"),
     ({"axes": {"learning_rate": {"uniform": [0, 1]}}}, "only allowed in random mode"),
-    ({"base": {"train": {"stepz": 1}}, "axes": {"seed": [0]}}, r"train: unknown key\(s\) \['stepz'\]"),
+    ({"base": {"train": {"stepz": 1}}, "axes": {"seed": [0]}}, r"train.stepz: expected a key of section train"),
+    ({"axes": {"learning_rate": {"log_uniform": [-1, 1]}}, "sweep": {"mode": "random", "samples": 2}},
+     r"axes.learning_rate.log_uniform: expected \[lo, hi\] with lo < hi and lo > 0, got \[-1, 1\]"),
 ])
 def test_bad_sweep_files_name_the_key(raw, match):
   with pytest.raises(ValueError, match=match):
@@ -88,9 +96,9 @@ def test_failure_isolation_and_summary(tmp_path):
   states = {tuple(sorted(p["values"].items())): p["state"] for p in manifest["points"].values()}
   assert states[(("init_scale", 1e30), ("seed", 0))] == "failed"
   assert states[(("init_scale", 1.0), ("seed", 1))] == "done"
-  assert sweep.status(folder).counts == {"pending": 0, "running": 0, "done": 2, "failed": 2}
+  assert sweep.status(folder).counts == {"pending": 0, "running": 0, "done": 2, "failed": 2, "interrupted": 0}
   table = list(csv.DictReader(sweep.summarize(folder).open()))
-  layers = {r["layer"] for r in table}
+  layers = {r["matrix"] for r in table}
   assert "blocks.0.mlp_in.kernel" in layers
   done = [r for r in table if r["state"] == "done" and r["step"] == "12"]
   assert len(done) == 2 * len(layers)
