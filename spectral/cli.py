@@ -33,10 +33,12 @@ USER_ERRORS = (ValueError, TypeError, KeyError, LookupError, OSError)
 _ARGPARSE_FORMS = (
     (re.compile(r"argument (\S+?): invalid (\w+) value: (.+)"), r"\1: expected \2, got \3"),
     (re.compile(r"argument (\S+?): invalid choice: (\S+) \(choose from (.+)\)"), r"\1: expected one of \3, got \2"),
-    (re.compile(r"argument (\S+?): expected (.+)"), r"\1: expected \2, got none"),
+    (re.compile(r"argument (\S+?): expected ((?:at least |at most )?one argument|\d+ arguments?)"),
+     r"\1: expected \2, got none"),
     (re.compile(r"the following arguments are required: (.+)"), r"\1: expected a value, got none"),
     (re.compile(r"unrecognized arguments: (.+)"), r"\1: expected a known option or argument, got an unrecognized one"),
     (re.compile(r"argument (\S+?): not allowed with argument (\S+)"), r"\1: expected alone, got it with \2"),
+    (re.compile(r"argument (\S+?): (.+)"), r"\1: \2"),  # an ArgumentTypeError's own "expected ..." message
 )
 
 
@@ -79,8 +81,8 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 def run(main: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
   """Call ``main(argv)`` (``argv`` without ``--debug``) and turn an exception into the one-line error.
 
-  Returns ``main``'s exit status, 2 for bad input (``USER_ERRORS``), 1 for any other exception. With ``--debug`` the
-  exception propagates with its traceback.
+  Returns ``main``'s exit status, 2 for bad input (``USER_ERRORS``) and usage errors, 1 for any other exception,
+  0 after ``--help``. With ``--debug`` the exception propagates with its traceback.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   debug = DEBUG_FLAG in argv
@@ -89,6 +91,8 @@ def run(main: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> 
     return main(argv)
   except KeyboardInterrupt:
     raise
+  except SystemExit as exc:  # the parser's usage error (already printed as one line) or --help
+    return exc.code if isinstance(exc.code, int) else 2
   except BrokenPipeError:  # the reader of stdout went away (``| head``): nothing left to say
     sys.stdout = open(os.devnull, "w")
     return 0
