@@ -138,9 +138,16 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
   time.sleep(0.5)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+  # The killed worker is shown dead and its points interrupted, not running.
+  st = sweep.status(tmp_path / "killed" / "kill")
+  assert st.worker is None or not st.worker[1]
+  assert st.counts["running"] == 0 and st.counts["interrupted"] + st.counts["done"] >= 1
+  assert "run the sweep again to resume" in sweep.format_status(st) or st.worker is None
   resumed = subprocess.run(cmd + ["--out", str(tmp_path / "killed")], env=env, cwd=ROOT, capture_output=True,
                            text=True)
   assert resumed.returncode == 0, resumed.stderr
+  assert "sweep folder" in resumed.stdout and "exists:" in resumed.stdout
+  assert "resuming at step" in resumed.stdout or "reusing the finished pack" in resumed.stdout
   a = (tmp_path / "clean" / "kill" / "results.csv").read_text()
   b = (tmp_path / "killed" / "kill" / "results.csv").read_text()
   assert a == b
@@ -156,3 +163,59 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert "4 points in 2 compiled program(s)" in printed and "MiB per device" in printed
   assert not (tmp_path / "out").exists()
+
+
+def _tree_bytes(folder):
+  return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+          if p.is_file() and "checkpoints" not in p.parts}
+
+
+def test_growing_a_finished_sweep_runs_only_the_new_points(tmp_path, capsys):
+  first = sweep.run_sweep(_spec({"seed": [0], "learning_rate": [1e-3, 3e-3]}), tmp_path, progress=False)
+  table1 = sweep.summarize(first).read_text().splitlines()
+  (old_pack,) = [p for p in (first / "runs").iterdir()]
+  before = _tree_bytes(old_pack)
+  ids1 = dict(sweep.read_manifest(first)["points"])
+  capsys.readouterr()
+  # One more seed: two new points, trained as one new pack; the old pack is not touched.
+  grown = _spec({"seed": [0, 1], "learning_rate": [1e-3, 3e-3]})
+  plan = sweep.plan_sweep(grown, first)
+  assert len(plan.new) == 2 and plan.existing and [p.name for p in plan.packs][0] == old_pack.name
+  assert "2 new" in sweep.plan_summary(grown, plan)
+  folder = sweep.run_sweep(grown, tmp_path, progress=False)
+  out = capsys.readouterr().out
+  assert "2 new point(s)" in out and out.count("training") == 1
+  assert _tree_bytes(old_pack) == before
+  manifest = sweep.read_manifest(folder)["points"]
+  assert {k: v for k, v in manifest.items() if k in ids1} == ids1  # same ids, packs, members and states
+  assert sorted(p["state"] for p in manifest.values()) == ["done"] * 4
+  assert len({p["pack"] for p in manifest.values()}) == 2
+  table2 = sweep.summarize(folder).read_text().splitlines()
+  assert table2[:len(table1)] == table1  # existing rows byte-identical, new rows after them
+  assert len(table2) == 2 * len(table1) - 1
+  # Running the grown file again trains nothing; a changed base config is refused, naming the key.
+  capsys.readouterr()
+  sweep.run_sweep(grown, tmp_path, progress=False)
+  assert "training" not in capsys.readouterr().out
+  changed = sweep_spec.sweep_from_dict({"sweep": {"name": "t"}, "axes": {"seed": [0]},
+                                        "base": {**TINY_BASE, "train": {**TINY_BASE["train"], "steps": 8,
+                                                                        "snapshot_steps": [0, 8]}}})
+  with pytest.raises(ValueError, match=r"sweep.name: expected a new sweep name for a changed base config.*"
+                                       r"train.steps: 12 -> 8"):
+    sweep.run_sweep(changed, tmp_path, progress=False)
+
+
+def test_status_table_and_columns_dictionary(tmp_path):
+  folder = sweep.run_sweep(_spec({"seed": [0, 1]}), tmp_path, progress=False)
+  text = sweep.format_status(sweep.status(folder))
+  assert "2 points: 2 done; no worker holds the folder" in text
+  assert "seed=0" in text and "seed=1" in text and "finished" in text
+  header = sweep.summarize(folder).read_text().splitlines()[0].split(",")
+  assert header[:6] == ["point", "pack", "member", "state", "step", "matrix"]
+  doc = (folder / sweep.COLUMNS_FILE).read_text()
+  for column in header:
+    assert f"| `{column}` |" in doc
+  assert "see spectral/metrics.py" not in doc  # every column has its own meaning
+  # Points are labelled by their values in the pack's members (the progress bar's regimes).
+  run = sweep.run_folder.load_run(folder / "runs" / sweep.read_manifest(folder)["points"].popitem()[1]["pack"])
+  assert sorted(m["regime"] for m in run.members) == ["seed=0", "seed=1"]
