@@ -30,11 +30,11 @@ METRICS = {
     "alpha_ks": "KS distance of the power-law fit, in [0, 1]",
     "xmin": "eigenvalue where the power-law tail starts (units of X = W^T W / N)",
     "n_tail": "eigenvalues in the power-law tail (count)",
-    "lambda_max": "largest eigenvalue of X = ||W||_2^2 / N",
+    "lambda_max": "largest eigenvalue of X: squared spectral norm of W over N",
     "alpha_weighted": "alpha * log10(lambda_max) (Martin & Mahoney 2021)",
     "log10_spectral_norm": "log10(lambda_max)",
-    "log10_frobenius_norm": "log10(sum of the eigenvalues) = log10(||W||_F^2 / N)",
-    "stable_rank": "||W||_F^2 / ||W||_2^2; between 1 and M",
+    "log10_frobenius_norm": "log10(sum of the eigenvalues): log10 of the squared Frobenius norm over N",
+    "stable_rank": "squared Frobenius over squared spectral norm; between 1 and M",
     "entropy_rank": "exp(entropy of the normalised singular values) (Roy & Vetterli 2007); between 1 and M",
     "mp_sigma2": "Marchenko-Pastur sigma^2 fitted by the median (Gavish & Donoho 2014), units of squared entries",
     "mp_edge": "MP bulk edge mp_sigma2 (1 + sqrt q)^2 (units of X)",
@@ -60,5 +60,5 @@ def columns_markdown(columns, axes=()) -> str:
   """A Markdown table ``| column | meaning |`` for ``columns`` (the header of one results.csv)."""
   lines = ["# results.csv columns", "", __doc__.split("\n\n", 1)[1].strip(), "", "| column | meaning |",
            "| --- | --- |"]
-  lines += [f"| `{c}` | {describe(c, axes)} |" for c in columns]
+  lines += [f"| `{c}` | {describe(c, axes)} |" for c in columns]  # no meaning holds a "|"
   return "\n".join(lines) + "\n"

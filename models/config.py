@@ -532,8 +532,18 @@ def load_config(path: str | pathlib.Path) -> RunConfig:
 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-  """Apply dotted-key overrides such as ``{"train.steps": 50}``; unknown keys raise ``ValueError``."""
+  """Apply dotted-key overrides such as ``{"train.steps": 50}``; unknown keys raise ``ValueError``.
+
+  Changing ``train.steps`` without ``train.snapshot_steps`` keeps a schedule that ended at the old last step ending at
+  the new one: steps beyond it are dropped and the new last step is added (``[0, 5, 20]`` with steps 20 -> 100 gives
+  ``[0, 5, 20, 100]``, with steps 20 -> 10 gives ``[0, 5, 10]``).
+  """
   raw = cfg.to_dict()
+  steps = overrides.get("train.steps")
+  schedule = list(cfg.train.snapshot_steps)
+  if ("train.snapshot_steps" not in overrides and isinstance(steps, int) and not isinstance(steps, bool)
+      and schedule and schedule[-1] == cfg.train.steps):
+    raw["train"]["snapshot_steps"] = [s for s in schedule if s < steps] + [steps]
   for dotted, value in overrides.items():
     node = raw
     *parents, leaf = dotted.split(".")

@@ -61,6 +61,14 @@ def test_steps_alone_cuts_the_default_snapshot_schedule_and_keeps_the_last_step(
   assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_overriding_steps_keeps_the_last_step_snapshotted():
+  tiny = with_overrides(RunConfig(), {"train.steps": 20, "train.snapshot_steps": [0, 5, 20]})
+  assert with_overrides(tiny, {"train.steps": 100}).train.snapshot_steps == (0, 5, 20, 100)
+  assert with_overrides(tiny, {"train.steps": 10}).train.snapshot_steps == (0, 5, 10)
+  odd = with_overrides(RunConfig(), {"train.steps": 20, "train.snapshot_steps": [0, 7]})
+  assert with_overrides(odd, {"train.steps": 30}).train.snapshot_steps == (0, 7)  # not ending at the last step
+
+
 def test_toml_with_steps_only(tmp_path):
   path = tmp_path / "c.toml"
   path.write_text("[train]\nsteps = 100\n")
