@@ -4,6 +4,7 @@ Every bad argument, key or file is one ``error: <argument or key>: expected <wha
 stderr with exit status 2, and no traceback unless ``--debug`` is given.
 """
 
+import argparse
 import json
 import tomllib
 
@@ -169,3 +170,24 @@ def test_figures_all_names_its_run(small_run, tmp_path, capsys):
   assert out.startswith(f"run: {run_dir}\n")
   side = json.loads((tmp_path / "esd_by_regime.json").read_text())
   assert list(side["plotted"]["matrices"]) == ["blocks.0.attn.value.kernel", "blocks.0.mlp_in.kernel"]
+
+
+def _parsers(parser):
+  """``parser`` and every subcommand's parser, recursively."""
+  yield parser
+  for action in parser._actions:
+    if isinstance(action, argparse._SubParsersAction):
+      for sub in action.choices.values():
+        yield from _parsers(sub)
+
+
+@pytest.mark.parametrize("package", ["lab", "theory_checks", "figures", "spectral"])
+def test_every_option_has_help_and_debug_exists(package):
+  import importlib
+
+  parser = importlib.import_module(f"{package}.__main__").build_parser()
+  assert any("--debug" in a.option_strings for a in parser._actions)
+  for p in _parsers(parser):
+    for action in p._actions:
+      if action.option_strings or action.dest not in ("command", "sweep_command"):
+        assert action.help, f"{p.prog} {action.option_strings or action.dest}: no help text"
