@@ -45,7 +45,7 @@ PLACEHOLDER = re.compile(r"<|\[|\\\||\.\.\.|KEY=|=K|"
 
 def readme_examples() -> list[str]:
   """Every runnable ``python -m`` command of the README: the lines of its bash blocks and its inline code spans that
-  hold no placeholder (``NAME``, ``[--opt]``, ``a | b``...); commands chained with ``&&`` are split."""
+  hold no placeholder (``NAME``, ``[--opt]``, ``a | b``...); commands chained with ``&&`` or ``;`` are split."""
   text = (ROOT / "README.md").read_text()
   found = []
   for block in re.findall(r"```bash\n(.+?)\n```", text, flags=re.S):
@@ -53,7 +53,7 @@ def readme_examples() -> list[str]:
   found += re.findall(r"`(python -m [^`]+)`", text)
   out = []
   for line in found:
-    for part in line.split("&&"):
+    for part in re.split(r"&&|;", line):
       part = part.strip().removeprefix(".venv/bin/")
       if part.startswith("python -m ") and part.split()[2] in PACKAGES and not PLACEHOLDER.search(part):
         out.append(part)
