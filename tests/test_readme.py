@@ -55,7 +55,8 @@ def readme_examples() -> list[str]:
   for line in found:
     for part in re.split(r"&&|;", line):
       part = part.strip().removeprefix(".venv/bin/")
-      if part.startswith("python -m ") and part.split()[2] in PACKAGES and not PLACEHOLDER.search(part):
+      words = part.split()
+      if words[:2] == ["python", "-m"] and len(words) > 3 and words[2] in PACKAGES and not PLACEHOLDER.search(part):
         out.append(part)
   return list(dict.fromkeys(out))
 
