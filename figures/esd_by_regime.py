@@ -6,7 +6,11 @@ all eigenvalues, spikes included, so it is comparable with MP); MP(q, sigma^2) w
 median method (Gavish & Donoho 2014) and averaged; the bulk edge ``lambda_+ = sigma^2 (1 + sqrt q)^2``; the
 Tracy-Widom margin, shaded from ``lambda_+`` to the Johnstone-Ma threshold at false-alarm ``measure.LEVEL`` with the
 median-estimate correction (``spectral.tracy_widom.wishart_tw_threshold``); spikes (eigenvalues above each member's
-own threshold, as ``spectral.metrics`` counts them) as a rug in the regime colour, with their count.
+own threshold, as ``spectral.metrics`` counts them) as a rug in the regime colour, with their count in the panel
+title (never over the data or the margin). The figure says in a note that sigma^2 is median-fitted, unlike the
+``mp_at_init`` check, which tests the initialiser's stated sigma^2 at step 0: after training the stated variance no
+longer describes the bulk, while the median fit does. ``matrices`` (``python -m figures esd_by_regime --matrix M``)
+chooses the matrices drawn, one row each.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrix: str | None = N
                 matrices: list[str] | None = None, step: int | None = None, columns: int = 2,
                 level: float = measure.LEVEL) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
+  from matplotlib.legend_handler import HandlerTuple
   from matplotlib.lines import Line2D
   from matplotlib.patches import Patch
 
@@ -88,6 +93,7 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrix: str | None = N
                              sharex=True)
     used = {(mi * rows_per_matrix + ri // per_row, ri % per_row) for mi in range(len(names))
             for ri in range(len(regimes))}
+    colours = []
     for mi, matrix in enumerate(names):
       d = data["matrices"][matrix]
       for ri, regime in enumerate(regimes):
@@ -95,6 +101,8 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrix: str | None = N
         ax = axes[row][col]
         r = d["regimes"][regime]
         colour = style.regime_colour(regime, ri, r["noise_p"])
+        if mi == 0:
+          colours.append(colour)
         lo, hi = mp_edges(d["q"], r["sigma2_mean"])
         # x in units of the bulk edge: every panel has the MP edge at 1 and the same axis.
         ev = np.concatenate([np.asarray(e, dtype=np.float64) for e in r["eigenvalues"]]) / hi
@@ -115,11 +123,10 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrix: str | None = N
           ax.plot(spikes, np.full(spikes.size, 0.22 * ymax), "v", color=colour, ms=3.5)
         ax.set_ylim(0, ymax)
         n_members = len(r["members"])
-        ax.text(0.97, 0.96, f"{spikes.size} spike{'s' if spikes.size != 1 else ''} / {n_members} seeds",
-                transform=ax.transAxes, ha="right", va="top", fontsize=6.5)
         p = r["noise_p"]
         label = f"{regime}" + (f" (p = {p:g})" if p is not None else "")
-        ax.set_title(label)
+        ax.set_title(f"{label}\n{spikes.size} spike{'s' if spikes.size != 1 else ''} in {n_members} seeds",
+                     fontsize=7.5, linespacing=1.3)
         ax.set_xlabel(r"$\lambda / \lambda_+$")
         ax.xaxis.set_tick_params(labelbottom=True)
         if col == 0:
@@ -127,20 +134,26 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrix: str | None = N
     xmax = max(max(np.max(np.concatenate([np.asarray(e) for e in r["eigenvalues"]])), r["tw_threshold_mean"])
                / mp_edges(d["q"], r["sigma2_mean"])[1]
                for d in data["matrices"].values() for r in d["regimes"].values())
-    axes[0][0].set_xlim(0, xmax * 1.05)
+    axes[0][0].set_xlim(0, xmax * 1.08)
     for row in range(nrows):
       for col in range(per_row):
         if (row, col) not in used:
           axes[row][col].remove()
-    handles = [Patch(color=style.SECONDARY_COLOUR, alpha=0.55, lw=0, label="ESD (pooled seeds)"),
-               Line2D([], [], color=style.THEORY_COLOUR, lw=1.0, label="MP, median-fitted $\\sigma^2$"),
-               Line2D([], [], color=style.THEORY_COLOUR, ls="--", lw=0.8, label="bulk edge $\\lambda_+$"),
-               Patch(color=style.SECONDARY_COLOUR, alpha=0.45, lw=0,
-                     label=f"Tracy-Widom margin ({100 * (1 - level):g}%)"),
-               Line2D([], [], color=style.SECONDARY_COLOUR, marker="v", ms=3.5, lw=1.6, label="spikes")]
+    # Swatches in the regime colours, as drawn (one per regime, side by side).
+    esd_swatch = tuple(Patch(color=c, alpha=0.55, lw=0) for c in colours)
+    spike_swatch = tuple(Line2D([], [], color=c, marker="v", ms=3.5, lw=1.6) for c in colours)
+    handles = [esd_swatch, Line2D([], [], color=style.THEORY_COLOUR, lw=1.0),
+               Line2D([], [], color=style.THEORY_COLOUR, ls="--", lw=0.8),
+               Patch(color=style.SECONDARY_COLOUR, alpha=0.45, lw=0), spike_swatch]
+    labels = ["ESD (pooled seeds)", "MP, median-fitted $\\sigma^2$", "bulk edge $\\lambda_+$",
+              f"Tracy-Widom margin ({100 * (1 - level):g}%)", "spikes (beyond TW)"]
     where = f"step {data['step']}" if len(names) > 1 else f"{short_name(names[0])}, step {data['step']}"
     sep = "\n" if columns == 1 else ": "
     fig.suptitle(f"ESD of $W^TW/N$ vs Marchenko-Pastur{sep}{where}")
-    fig.legend(handles=handles, loc="outside lower center", ncol=5 if columns == 2 else 2, frameon=False)
+    note = ("$\\sigma^2$ fitted per member by the median (Gavish-Donoho);\nthe mp_at_init check instead tests the "
+            "initialiser's stated $\\sigma^2$ at step 0")
+    fig.legend(handles, labels, loc="outside lower center", ncol=3 if columns == 2 else 2, frameon=False,
+               handler_map={tuple: HandlerTuple(ndivide=None, pad=0.1)}, handlelength=3.0 if columns == 2 else 2.2,
+               title=note, title_fontsize=6)
   return style.save_figure(fig, pathlib.Path(out_dir) / NAME, figure=NAME, runs=[run.name], config=run.config,
                            plotted=data)

@@ -32,13 +32,13 @@ class MissingInput(FileNotFoundError):
     self.command = command
 
 
-def run_command(runs_dir: str | pathlib.Path, tiny: bool = False) -> list[str]:
+def run_command(runs_dir: str | pathlib.Path, quick: bool = False) -> list[str]:
   cmd = ["python", "-m", "lab", "main", "--runs", str(runs_dir)]
-  return cmd + ["--tiny"] if tiny else cmd
+  return cmd + ["--quick"] if quick else cmd
 
 
 def check_command(check: str, path: str | pathlib.Path | None = None) -> list[str]:
-  cmd = ["python", "-m", "theory_checks", check, "--quick"]
+  cmd = ["python", "-m", "theory_checks", "run", check, "--quick"]
   return cmd + ["--json", str(path)] if path is not None else cmd
 
 
@@ -50,28 +50,37 @@ def finished_runs(runs_dir: str | pathlib.Path) -> list[pathlib.Path]:
   return sorted(p for p in runs_dir.iterdir() if (p / "run.json").exists() and (p / "DONE").exists())
 
 
-def resolve_run(runs_dir: str | pathlib.Path, name: str | None = None) -> Run:
-  """The run folder ``runs_dir/name``; without a name the main job's run, or the only finished run there.
+def resolve_run_dir(runs_dir: str | pathlib.Path, name: str | None = None) -> pathlib.Path:
+  """The run folder ``name``: a path to a run folder, else a name under ``runs_dir``; without a name the main job's
+  run, or the only finished run there.
 
-  Raises ``MissingInput`` (with the command that makes one) when there is none, ``ValueError`` when the choice is
-  ambiguous, and ``RunFormatError`` when the folder is of a format version this lab cannot read.
+  Raises ``MissingInput`` (with the command that makes one) when there is none and ``ValueError`` when the choice is
+  ambiguous.
   """
   runs_dir = pathlib.Path(runs_dir)
   if name is not None:
-    path = runs_dir / name
+    path = pathlib.Path(name) if (pathlib.Path(name) / "run.json").exists() else runs_dir / name
     if not (path / "run.json").exists():
-      raise MissingInput(f"no run folder {path}", run_command(runs_dir) + ["--set", f"name={name}"])
-    return load_run(path)
+      known = ", ".join(p.name for p in finished_runs(runs_dir)) or "none"
+      raise MissingInput(f"--run: expected a run name under {runs_dir} (finished runs there: {known}) or a path to a "
+                         f"run folder, got {name!r}", run_command(runs_dir) + ["--set", f"name={name}"])
+    return path
   runs = finished_runs(runs_dir)
   if not runs:
     raise MissingInput(f"no finished run folder under {runs_dir}", run_command(runs_dir))
   by_name = {p.name: p for p in runs}
   if DEFAULT_RUN in by_name:
-    return load_run(by_name[DEFAULT_RUN])
+    return by_name[DEFAULT_RUN]
   if len(runs) == 1:
-    return load_run(runs[0])
-  raise ValueError(f"several run folders under {runs_dir} ({', '.join(by_name)}) and none named {DEFAULT_RUN!r}; "
-                   "choose one with --run NAME")
+    return runs[0]
+  raise ValueError(f"--run: expected a run name, got none, and {runs_dir} holds several runs ({', '.join(by_name)}) "
+                   f"but none named {DEFAULT_RUN!r}; choose one with --run NAME")
+
+
+def resolve_run(runs_dir: str | pathlib.Path, name: str | None = None) -> Run:
+  """The run folder ``resolve_run_dir(runs_dir, name)``, loaded; ``RunFormatError`` when the folder is of a format
+  version this lab cannot read."""
+  return load_run(resolve_run_dir(runs_dir, name))
 
 
 def default_checks_dirs(runs_dir: str | pathlib.Path, run_names: Iterable[str] = ()) -> list[pathlib.Path]:

@@ -7,7 +7,8 @@ seeds a range is more honest than a standard deviation). Metrics (``spectral.met
 ``alpha`` (CSN power-law exponent of the tail), ``n_outliers`` (eigenvalues above the Johnstone-Ma Tracy-Widom
 threshold at false-alarm ``measure.LEVEL``, median-fitted sigma^2), and ``M x mp_ks`` (KS distance between the bulk
 and MP(q, sigma^2) times ``M``: by rigidity pure noise gives a few units, docs/THEORY.md#tolerances). Step 0 is the
-initialisation; the step axis is symmetric-log so it can be shown.
+initialisation; the step axis is symmetric-log so it can be shown, ticked at 0 and at the powers of ten beyond the
+linear range (so "0" and "1" never collide), labelled as plain step numbers.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def plotted_numbers(run: Run, matrices: list[str] | str | None = None, level: fl
 def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrices: list[str] | str | None = None,
                 columns: int = 2, level: float = measure.LEVEL) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
-  from matplotlib.ticker import MaxNLocator
+  from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
   if matrices is None and columns == 1:
     matrices = measure.default_matrix(run)
@@ -58,6 +59,7 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrices: list[str] | 
   steps = np.asarray(data["steps"], dtype=np.float64)
   positive = steps[steps > 0]
   linthresh = float(positive.min()) if positive.size else 1.0
+  ticks = [0.0] + [10.0**k for k in range(0, 10) if linthresh <= 10.0**k <= steps.max()]
   n_rows, n_cols = (len(names), len(METRICS)) if columns == 2 else (len(METRICS) * len(names), 1)
   with plt.rc_context(style.RC):
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(style.width_in(columns), 1.7 * n_rows + 0.6), squeeze=False,
@@ -78,11 +80,17 @@ def make_figure(run: Run, out_dir: str | pathlib.Path, *, matrices: list[str] | 
           ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
         ax.set_xlim(0, steps.max() * 1.05)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.set_title(matrix.removesuffix(".kernel"), fontsize=7)
         if key == "n_outliers":
           ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+          top = max(1.0, float(np.nanmax([np.nanmax(np.asarray(r[key], dtype=np.float64))
+                                           for r in data["matrices"][matrix].values()])))
+          ax.set_ylim(-0.05 * top, 1.1 * top)
         ax.xaxis.set_tick_params(labelbottom=True)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False,

@@ -58,9 +58,11 @@ def format_summary(run: Run) -> str:
   w = 26
   lines = [f"Run {run.name}: {len(run.members)} members, step {step}", "",
            "regime".ljust(12) + "train loss".rjust(18) + "test loss".rjust(18) + "entropy floor".rjust(16)]
+  lines.append("".ljust(12) + "(nats/token)".rjust(18) + "(nats/token)".rjust(18) + "(nats/token)".rjust(16))
   for r, s in losses.items():
     lines.append(r.ljust(12) + f"{s['train_mean']:.4f} +- {s['train_sd']:.4f}".rjust(18)
                  + f"{s['test_mean']:.4f} +- {s['test_sd']:.4f}".rjust(18) + f"{s['floor']:.4f}".rjust(16))
+  lines.append("(bits/token = nats/token / ln 2 = nats/token x 1.4427; the figures use bits/token)")
   lines += ["", "lambda_max / MP edge  |  #eigenvalues beyond the edge  |  #outliers beyond the Tracy-Widom "
             f"threshold at {TW_LEVEL:.0%} (means over seeds)",
             "matrix".ljust(w) + "".join(r.rjust(22) for r in regimes)]

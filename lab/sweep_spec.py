@@ -28,6 +28,7 @@ impossible combination is reported with the offending key and point, up front.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -37,9 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from models.config import MemberSpec, RunConfig, config_from_dict, load_config, read_table_file, set_dotted
+from models.config import (MemberSpec, RunConfig, config_from_dict, load_config, member_value_problem,
+                           read_table_file, set_dotted)
+from models.config_reference import config_keys
 
 MEMBER_AXES = ("seed", "p", "learning_rate", "weight_decay", "init_scale")
+AXIS_FIELDS = {"seed": "seed_index", "p": "noise_p", "learning_rate": "learning_rate", "weight_decay": "weight_decay",
+               "init_scale": "init_scale"}
+"""Member-level axis -> the ``models.config.MemberSpec`` field it sets."""
 SWEEP_KEYS = ("name", "mode", "samples", "seed", "max_members", "base_config")
 
 
@@ -62,9 +68,23 @@ class Point:
   values: dict[str, Any]
 
   @property
+  def digest(self) -> str:
+    """Hash of the values alone: the same point in a grown sweep has the same digest (and keeps its id)."""
+    return hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:8]
+
+  @property
   def id(self) -> str:
-    digest = hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:8]
-    return f"pt{self.index:04d}-{digest}"
+    return f"pt{self.index:04d}-{self.digest}"
+
+  @classmethod
+  def from_id(cls, point_id: str, values: dict[str, Any]) -> "Point":
+    """The point a manifest stores under ``point_id`` (``pt<index>-<digest>``)."""
+    return cls(int(point_id[2:].split("-")[0]), values)
+
+  def label(self, axes=None) -> str:
+    """The point's values as ``axis=value`` pairs (only ``axes`` when given), e.g. ``learning_rate=0.003 seed=1``."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(self.values.items())
+                    if axes is None or k in axes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +138,14 @@ def sweep_from_dict(raw: dict[str, Any], base_dir: pathlib.Path = pathlib.Path("
   if not axes:
     raise ValueError("axes: expected at least one axis to vary")
   for name, values in axes.items():
+    if name not in MEMBER_AXES and "." not in name:
+      keys = list(MEMBER_AXES) + [k.key for k in config_keys(base) if "." in k.key]
+      close = difflib.get_close_matches(name, keys, n=1)
+      raise ValueError(f"axes.{name}: expected a member-level axis ({', '.join(MEMBER_AXES)}) or a dotted config key "
+                       f"such as model.d_model, got {name!r}; "
+                       + (f"did you mean {close[0]!r}?" if close else "'python -m lab config' lists the config keys"))
     if name not in MEMBER_AXES:
-      set_dotted(base.to_dict(), name, None, f"axes.{name}")  # validates that the key exists
+      set_dotted(base.to_dict(), name, None, "axes.")  # validates that the key exists
       if name.startswith("ensemble."):
         raise ValueError(f"axes.{name}: the ensemble section is written by the packer; vary the member-level axes "
                          f"{list(MEMBER_AXES)} instead")
@@ -129,6 +155,11 @@ def sweep_from_dict(raw: dict[str, Any], base_dir: pathlib.Path = pathlib.Path("
                          "is only allowed in random mode")
       if name not in MEMBER_AXES:
         raise ValueError(f"axes.{name}: continuous distributions are for member-level axes {list(MEMBER_AXES)}")
+      (kind, bounds), = values.items()
+      if (not isinstance(bounds, list) or len(bounds) != 2 or not bounds[0] < bounds[1]
+          or (kind == "log_uniform" and not bounds[0] > 0)):
+        raise ValueError(f"axes.{name}.{kind}: expected [lo, hi] with lo < hi" + (" and lo > 0" if kind ==
+                         "log_uniform" else "") + f", got {bounds!r}")
     elif not isinstance(values, list) or not values:
       raise ValueError(f"axes.{name}: expected a non-empty list of values")
   return SweepSpec(name=str(head.get("name", "sweep")), mode=mode, samples=samples, seed=int(head.get("seed", 0)),
@@ -159,44 +190,68 @@ def expand_points(spec: SweepSpec) -> list[Point]:
   return points
 
 
+def check_point(point: Point) -> None:
+  """A ``ValueError`` naming the axis (as the sweep file spells it), the point and its values when a member-level
+  value is out of range (``models.config.MEMBER_RANGES``)."""
+  for axis, field in AXIS_FIELDS.items():
+    if axis in point.values:
+      problem = member_value_problem(field, point.values[axis])
+      if problem:
+        raise ValueError(f"axes.{axis}: {problem} (sweep point {point.id}: {point.label()}); fix the axes.{axis} "
+                         "values in the sweep file")
+
+
 def _member_spec(point: Point) -> MemberSpec:
   v = point.values
   return MemberSpec(seed_index=int(v.get("seed", 0)), noise_p=float(v["p"]) if "p" in v else -1.0,
-                    regime=point.id,
+                    regime=point.label(MEMBER_AXES) or point.label(),
                     learning_rate=float(v["learning_rate"]) if "learning_rate" in v else None,
                     weight_decay=float(v["weight_decay"]) if "weight_decay" in v else None,
                     init_scale=float(v["init_scale"]) if "init_scale" in v else None)
 
 
-def plan_packs(spec: SweepSpec) -> list[Pack]:
-  """Group points by their program-level values and build one validated RunConfig per pack.
+def pack_config(spec: SweepSpec, name: str, program: dict[str, Any], points: list[Point]) -> RunConfig:
+  """The validated ``RunConfig`` of one pack: the base config with the program-level values set, the points as
+  explicit ensemble members (regime = the point's member-level values) and ``name``."""
+  for pt in points:
+    check_point(pt)
+  raw = spec.base.to_dict()
+  for key, value in program.items():
+    set_dotted(raw, key, value, "axes.")
+  members = []
+  for pt in points:
+    m = dataclasses.asdict(_member_spec(pt))
+    if m["noise_p"] < 0:  # no p axis: every member uses the base config's first regime's p
+      m["noise_p"] = float(raw["data"]["noise_p"][0])
+    members.append(m)
+  raw_pack = _deep_merge(raw, {"ensemble": {"members": members}})
+  raw_pack["name"] = name
+  try:
+    return config_from_dict(raw_pack)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"sweep point {points[0].id} ({program}): {e}") from None
+
+
+def program_of(point: Point) -> dict[str, Any]:
+  """The point's program-level values (every axis but the member-level ones)."""
+  return {k: v for k, v in point.values.items() if k not in MEMBER_AXES}
+
+
+def plan_packs(spec: SweepSpec, points: list[Point] | None = None, first_group: int = 0) -> list[Pack]:
+  """Group points (default: every point of ``spec``) by their program-level values and build one validated
+  RunConfig per pack of at most ``max_members`` points; groups are numbered from ``first_group`` (a grown sweep
+  numbers its new packs after the existing ones).
 
   Raises ``ValueError`` naming the point and key when a combination is impossible (e.g. heads not dividing width).
   """
   groups: dict[str, list[Point]] = {}
-  for point in expand_points(spec):
-    program = {k: v for k, v in point.values.items() if k not in MEMBER_AXES}
-    groups.setdefault(json.dumps(program, sort_keys=True), []).append(point)
+  for point in expand_points(spec) if points is None else points:
+    groups.setdefault(json.dumps(program_of(point), sort_keys=True), []).append(point)
   packs = []
-  for g, (program_json, points) in enumerate(groups.items()):
-    program = json.loads(program_json)
-    raw = spec.base.to_dict()
-    for key, value in program.items():
-      set_dotted(raw, key, value, f"axes.{key}")
-    for c in range(0, len(points), spec.max_members):
-      chunk = points[c:c + spec.max_members]
-      members = []
-      for pt in chunk:
-        m = dataclasses.asdict(_member_spec(pt))
-        if m["noise_p"] < 0:  # no p axis: every member uses the base config's first regime's p
-          m["noise_p"] = float(raw["data"]["noise_p"][0])
-        members.append(m)
-      raw_pack = _deep_merge(raw, {"ensemble": {"members": members}})
-      digest = hashlib.sha256(program_json.encode()).hexdigest()[:6]
-      raw_pack["name"] = f"{spec.name}-pack{g:03d}-{c // spec.max_members:02d}-{digest}"
-      try:
-        cfg = config_from_dict(raw_pack)
-      except (ValueError, TypeError) as e:
-        raise ValueError(f"sweep point {chunk[0].id} ({program}): {e}") from None
-      packs.append(Pack(raw_pack["name"], cfg, tuple(chunk)))
+  for g, (program_json, group) in enumerate(groups.items(), start=first_group):
+    digest = hashlib.sha256(program_json.encode()).hexdigest()[:6]
+    for c in range(0, len(group), spec.max_members):
+      chunk = group[c:c + spec.max_members]
+      name = f"{spec.name}-pack{g:03d}-{c // spec.max_members:02d}-{digest}"
+      packs.append(Pack(name, pack_config(spec, name, json.loads(program_json), chunk), tuple(chunk)))
   return packs

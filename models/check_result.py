@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from spectral.cli import format_number, round_to_uncertainty
+
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 CHECKS_FOLDER = "checks"
 
@@ -109,13 +111,33 @@ class Verdict:
     return cls.from_dict(json.loads(pathlib.Path(path).read_text()), str(path))
 
   def summary(self) -> str:
+    """The verdict in a few lines; measured numbers rounded to their standard error where the check states one
+    (``<key>_se``), else to four significant digits (the JSON keeps full precision)."""
     lines = [f"[{self.status}] {self.check}", f"  prediction: {self.prediction}", f"  source:     {self.source}",
              f"  tolerance:  {self.tolerance}"]
     for k in sorted(set(self.measured) | set(self.predicted)):
-      lines.append(f"  {k}: measured {self.measured.get(k, '-')}, predicted {self.predicted.get(k, '-')}")
+      se = self.measured.get(f"{k}_se")
+      measured = (round_to_uncertainty(self.measured[k], se) if k in self.measured and _is_number(se)
+                  else _shown(self.measured.get(k, "-")))
+      lines.append(f"  {k}: measured {measured}, predicted {_shown(self.predicted.get(k, '-'))}")
     if self.run:
       lines.append(f"  run:        {self.run}")
     return "\n".join(lines)
+
+
+def _is_number(x) -> bool:
+  return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _shown(x):
+  """``x`` for the printed summary: floats to four significant digits, inside lists and dicts too."""
+  if isinstance(x, (float, np.floating)):
+    return format_number(x)
+  if isinstance(x, (list, tuple)):
+    return "[" + ", ".join(str(_shown(v)) for v in x) + "]"
+  if isinstance(x, dict):
+    return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in x.items()) + "}"
+  return x
 
 
 def checks_dir(folder: str | pathlib.Path) -> pathlib.Path:

@@ -6,6 +6,7 @@ A run is fully described by one ``RunConfig``; its ``to_dict()`` is what a run f
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 import pathlib
@@ -40,25 +41,45 @@ class DataConfig:
   """
 
   kind: str = "affine_noise"
+  """data generator: affine_noise, noise, markov, modular, random_labels, copy, reverse, dyck, grammar or text"""
   vocab_size: int = 64
+  """tokens in the vocabulary V"""
   seq_len: int = 32
+  """tokens per training sequence L (the model's context)"""
   batch_size: int = 32
+  """sequences per training batch, per member"""
   affine_a: int = 5
+  """affine_noise: multiplier a of x_{t+1} = (a x_t + b) mod V"""
   affine_b: int = 3
+  """affine_noise: offset b of x_{t+1} = (a x_t + b) mod V"""
   noise_p: tuple[float, ...] = (1.0, 0.5, 0.0)
+  """one regime per entry: probability p that a scored token is replaced by a uniform draw (1 = pure noise)"""
   regime_names: tuple[str, ...] = ("noise", "meso", "structured")
+  """a name per noise_p entry, used in tables and figures"""
   task_seed: int = 0
+  """seed of the random structure all members share (Markov permutation, modular split, grammar)"""
   modulus: int = 113
+  """modular / random_labels: the modulus P of a op b mod P"""
   modular_op: str = "add"
+  """modular / random_labels: the operation, add, sub or mul"""
   train_fraction: float = 0.3
+  """modular / random_labels: fraction of the P^2 pairs used for training"""
   dyck_types: int = 2
+  """dyck: number of bracket kinds"""
   dyck_max_depth: int = 8
+  """dyck: largest nesting depth"""
   grammar_nonterminals: int = 6
+  """grammar: nonterminal symbols of the random grammar"""
   grammar_rules: int = 3
+  """grammar: rules per nonterminal"""
   grammar_temperature: float = 1.0
+  """grammar: softmax temperature of the rule probabilities (low: nearly deterministic)"""
   text_source: str = "pydoc"
+  """text: pydoc (English), stdlib (Python source) or a file path"""
   text_level: str = "byte"
+  """text: byte or char tokens"""
   heldout_fraction: float = 0.1
+  """text: fraction of the corpus held out for evaluation (its end)"""
 
   def __post_init__(self):
     if self.kind not in DATA_KINDS:
@@ -128,15 +149,25 @@ class ModelConfig:
   """
 
   d_model: int = 128
+  """width of the residual stream"""
   num_heads: int = 4
+  """attention heads per layer (must divide d_model)"""
   num_layers: int = 2
+  """transformer blocks"""
   mlp_ratio: int = 4
+  """MLP hidden width as a multiple of d_model"""
   activation: str = "gelu"
+  """MLP activation: gelu, relu, tanh or linear"""
   init_scale: float = 1.0
+  """multiplies every initial weight's standard deviation"""
   init: str = "gaussian"
+  """initialiser: gaussian, orthogonal or flax_default (see the section's text)"""
   norm: str = "pre"
+  """LayerNorm placement: pre, post or none"""
   block: str = "attn_mlp"
+  """block type: attn_mlp, attn_only or mlp_only"""
   tie_embeddings: bool = False
+  """unembedding = transposed token embedding (true/false)"""
 
   def __post_init__(self):
     if self.d_model < 2 or self.num_heads < 1 or self.num_layers < 1 or self.mlp_ratio < 1:
@@ -156,6 +187,13 @@ class ModelConfig:
 
 
 STRATEGIES = ("auto", "vmap", "map", "chunked")
+DEFAULT_SNAPSHOT_STEPS = (0, 10, 30, 100, 300, 600)
+
+
+def default_snapshot_steps(steps: int) -> tuple[int, ...]:
+  """The default snapshot schedule for a run of ``steps`` steps: ``DEFAULT_SNAPSHOT_STEPS`` below ``steps``, then
+  ``steps`` itself (the last step is always snapshotted)."""
+  return tuple(s for s in DEFAULT_SNAPSHOT_STEPS if s < steps) + (steps,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +201,8 @@ class TrainConfig:
   """Optimiser, ensemble, snapshot and checkpoint schedule.
 
   ``snapshot_steps``: steps after which every weight matrix of every member is snapshotted (0 = initialisation).
+  Left at its default with another ``steps``, it becomes ``default_snapshot_steps(steps)``: the default steps below
+  ``steps``, then ``steps`` (so ``train.steps`` alone is a valid change).
   ``ensemble_strategy``: how members share one compiled step: ``"vmap"``, ``"map"`` (``jax.lax.map``), ``"chunked"``
   (``jax.lax.map`` over chunks of ``chunk_size`` vmapped members) or ``"auto"`` (``map`` on CPU, where batched
   matmuls are no faster than sequential ones, ``vmap`` on accelerators); the resolved choice is recorded in run.json.
@@ -177,23 +217,41 @@ class TrainConfig:
   """
 
   steps: int = 600
+  """optimiser steps per member"""
   learning_rate: float = 1e-3
+  """peak learning rate (every member unless the ensemble section varies it)"""
   weight_decay: float = 0.0
+  """decoupled weight decay (AdamW-style)"""
   members_per_regime: int = 3
+  """seeds per regime (noise_p entry)"""
   seed: int = 0
-  snapshot_steps: tuple[int, ...] = (0, 10, 30, 100, 300, 600)
+  """root seed; member with seed index j uses fold_in(PRNGKey(seed), j)"""
+  snapshot_steps: tuple[int, ...] = DEFAULT_SNAPSHOT_STEPS
+  """steps at which every weight ESD is saved (0 = init); left at the default, it is cut at train.steps (kept)"""
   ensemble_strategy: str = "auto"
+  """how members share one compiled step: auto, vmap, map or chunked"""
   eval_batches: int = 4
+  """held-out batches per evaluation"""
   optimizer: str = "adamw"
+  """adamw or sgd (with momentum)"""
   momentum: float = 0.9
+  """sgd: momentum in [0, 1)"""
   schedule: str = "constant"
+  """learning-rate schedule: constant, cosine or warmup_cosine"""
   warmup_steps: int = 0
+  """linear warm-up steps (0 = none)"""
   grad_clip: float = 0.0
+  """clip the global gradient norm to this value (0 = off)"""
   chunk_size: int = 4
+  """chunked strategy: members vmapped together per chunk"""
   checkpoint_every: int = 100
+  """Orbax checkpoint every so many steps (0 = at snapshots and the end only)"""
   checkpoint_keep: int = 2
+  """how many of the latest checkpoints are kept"""
   log_every: int = 10
+  """training loss and norms are logged every so many steps"""
   data_parallel: int = 1
+  """devices per member along the data mesh axis (must divide the device count and batch_size)"""
 
   def __post_init__(self):
     if self.steps < 1:
@@ -202,9 +260,12 @@ class TrainConfig:
       raise ValueError(f"train.members_per_regime: expected >= 1, got {self.members_per_regime}")
     if self.ensemble_strategy not in STRATEGIES:
       raise ValueError(f"train.ensemble_strategy: expected one of {STRATEGIES}, got {self.ensemble_strategy!r}")
+    if tuple(self.snapshot_steps) == DEFAULT_SNAPSHOT_STEPS and self.steps != DEFAULT_SNAPSHOT_STEPS[-1]:
+      object.__setattr__(self, "snapshot_steps", default_snapshot_steps(self.steps))
     bad = [s for s in self.snapshot_steps if not 0 <= s <= self.steps]
     if bad:
-      raise ValueError(f"train.snapshot_steps: {bad} outside [0, train.steps = {self.steps}]")
+      raise ValueError(f"train.snapshot_steps: expected steps in [0, train.steps = {self.steps}], got {bad}; drop "
+                       "them or raise train.steps (left unset, the default schedule is cut at train.steps)")
     if list(self.snapshot_steps) != sorted(set(self.snapshot_steps)):
       raise ValueError(f"train.snapshot_steps: expected strictly increasing steps, got {self.snapshot_steps}")
     if not self.learning_rate > 0:
@@ -249,12 +310,19 @@ class TrackingConfig:
   """
 
   track_jacobian: bool = False
+  """record input-output Jacobian singular values at every snapshot (true/false)"""
   jacobian_probe_batch: int = 4
+  """probe sequences per member for the Jacobian"""
   jacobian_position: int = -1
+  """token whose output is differentiated (negative counts from the end)"""
   track_hessian: bool = False
+  """record the loss Hessian's top eigenvalues and trace at every snapshot (true/false)"""
   hessian_top_k: int = 4
+  """Hessian eigenvalues recorded (largest first)"""
   hessian_lanczos_steps: int = 40
+  """Lanczos steps for the top eigenvalues"""
   hessian_trace_matvecs: int = 30
+  """Hessian-vector products of the Hutch++ trace estimate"""
 
   def __post_init__(self):
     if self.jacobian_probe_batch < 1:
@@ -269,17 +337,43 @@ class TrackingConfig:
                        f"{self.hessian_trace_matvecs}")
 
 
+MEMBER_RANGES = {"seed_index": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
+                 "noise_p": ("a probability in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+                 "learning_rate": ("a value > 0", lambda v: v > 0),
+                 "weight_decay": ("a value >= 0", lambda v: v >= 0),
+                 "init_scale": ("a value > 0", lambda v: v > 0)}
+"""The valid values of each per-member hyper-parameter (``None`` always valid: the run-wide value)."""
+
+
+def member_value_problem(name: str, value) -> str | None:
+  """``"expected <range>, got <value>"`` when ``value`` is not valid for member field ``name``, else ``None``."""
+  what, ok = MEMBER_RANGES[name]
+  if value is None:
+    return None
+  try:
+    valid = bool(ok(value))
+  except TypeError:
+    valid = False
+  return None if valid else f"expected {what}, got {value!r}"
+
+
 @dataclasses.dataclass(frozen=True)
 class MemberSpec:
   """One ensemble member, explicitly. ``None`` hyper-parameters take the run-wide value (``train.learning_rate``,
   ``train.weight_decay``, ``model.init_scale``); ``regime`` defaults to ``"p=<noise_p>"``."""
 
   seed_index: int = 0
+  """seed index j of the member"""
   noise_p: float = 0.0
+  """the member's noise probability p"""
   regime: str = ""
+  """the member's regime label (default p=<noise_p>)"""
   learning_rate: float | None = None
+  """the member's learning rate (none: train.learning_rate)"""
   weight_decay: float | None = None
+  """the member's weight decay (none: train.weight_decay)"""
   init_scale: float | None = None
+  """the member's init scale (none: model.init_scale)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,23 +386,25 @@ class EnsembleConfig:
   """
 
   learning_rate: tuple[float, ...] = ()
+  """learning rates crossed with regimes x seeds (empty: train.learning_rate)"""
   weight_decay: tuple[float, ...] = ()
+  """weight decays crossed with regimes x seeds (empty: train.weight_decay)"""
   init_scale: tuple[float, ...] = ()
+  """init scales crossed with regimes x seeds (empty: model.init_scale)"""
   members: tuple[MemberSpec, ...] = ()
+  """explicit members (tables with MemberSpec keys: seed_index, noise_p, ...); replaces the grid when non-empty"""
 
   def __post_init__(self):
-    for m in self.members:
-      if not 0.0 <= m.noise_p <= 1.0:
-        raise ValueError(f"ensemble.members: noise_p expected in [0, 1], got {m.noise_p}")
-      if m.seed_index < 0:
-        raise ValueError(f"ensemble.members: seed_index expected >= 0, got {m.seed_index}")
-    for name in ("learning_rate", "init_scale"):
-      vals = list(getattr(self, name)) + [getattr(m, name) for m in self.members if getattr(m, name) is not None]
-      if any(not v > 0 for v in vals):
-        raise ValueError(f"ensemble.{name}: expected values > 0, got {vals}")
-    wds = list(self.weight_decay) + [m.weight_decay for m in self.members if m.weight_decay is not None]
-    if any(v < 0 for v in wds):
-      raise ValueError(f"ensemble.weight_decay: expected values >= 0, got {wds}")
+    for i, m in enumerate(self.members):
+      for name in MEMBER_RANGES:
+        problem = member_value_problem(name, getattr(m, name))
+        if problem:
+          raise ValueError(f"ensemble.members[{i}].{name}: {problem}")
+    for name in ("learning_rate", "weight_decay", "init_scale"):
+      for v in getattr(self, name):
+        problem = member_value_problem(name, v)
+        if problem:
+          raise ValueError(f"ensemble.{name}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +423,7 @@ class Member:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   name: str = "noise_vs_structure"
+  """the run folder's name under --runs; change it (--set name=...) to keep runs of different configs apart"""
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -369,15 +466,27 @@ class RunConfig:
     return len(self.members())
 
 
+def unknown_key_error(section: str, unknown: list[str], valid) -> ValueError:
+  """The error for keys ``unknown`` of config section ``section`` (``""``: the top level): the valid keys and the
+  closest valid spelling of the first unknown one."""
+  full = lambda k: f"{section}.{k}" if section else k
+  what = f"a key of section {section}" if section else "a section or key of a run config"
+  initials = [str(v) for v in valid if "".join(w[:1] for w in str(v).split("_")) == unknown[0]]  # lr, wd
+  close = initials or difflib.get_close_matches(unknown[0], [str(v) for v in valid], n=1)
+  fix = f"did you mean {full(close[0])!r}?" if close else "check the spelling"
+  return ValueError(f"{', '.join(full(k) for k in unknown)}: expected {what} ({', '.join(sorted(valid))}), got an "
+                    f"unknown key; {fix} ('python -m lab config' lists every key)")
+
+
 def _build(cls, raw: Any, where: str):
   """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclasses; unknown keys are an error."""
   if dataclasses.is_dataclass(cls):
     if not isinstance(raw, dict):
-      raise TypeError(f"{where}: expected a table/object, got {type(raw).__name__}")
+      raise TypeError(f"{where or 'config'}: expected a table/object, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-      raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(fields)}")
+      raise unknown_key_error(where, unknown, fields)
     hints = typing.get_type_hints(cls)
     kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in raw.items()}
     return cls(**kwargs)
@@ -389,13 +498,14 @@ def _build(cls, raw: Any, where: str):
     return _build(args[0], raw, where)
   if origin is tuple:
     if not isinstance(raw, (list, tuple)):
-      raise TypeError(f"{where}: expected a list, got {type(raw).__name__}")
+      raise TypeError(f"{where}: expected a list, got {raw!r}; write lists in brackets, e.g. [0, 5, 20] (in --set: "
+                      f"--set {where}=[0,5,20])")
     (elem, _) = typing.get_args(cls)
     return tuple(_build(elem, x, where) for x in raw)
   if cls is float and isinstance(raw, int) and not isinstance(raw, bool):
     return float(raw)
   if cls in (int, float, str, bool) and not (isinstance(raw, cls) and not (cls is int and isinstance(raw, bool))):
-    raise TypeError(f"{where}: expected {cls.__name__}, got {raw!r}")
+    raise TypeError(f"{where}: expected {cls.__name__}, got {raw!r}; 'python -m lab config' shows every key's type")
   return raw
 
 
@@ -407,11 +517,12 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
 def read_table_file(path: str | pathlib.Path, what: str = "config file") -> dict[str, Any]:
   """The nested dict of a ``.toml`` or ``.json`` file (``what`` names the file in the error for other suffixes)."""
   path = pathlib.Path(path)
-  if path.suffix == ".toml":
-    return tomllib.loads(path.read_text())
-  if path.suffix == ".json":
-    return json.loads(path.read_text())
-  raise ValueError(f"path: expected a .json or .toml {what}, got {path}")
+  if path.suffix not in (".toml", ".json"):
+    raise ValueError(f"{path}: expected a .json or .toml {what}, got a {path.suffix or 'suffix-less'} file")
+  try:
+    return tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+  except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: expected a valid {path.suffix[1:].upper()} {what}, got a syntax error: {e}") from None
 
 
 def load_config(path: str | pathlib.Path) -> RunConfig:
@@ -419,27 +530,38 @@ def load_config(path: str | pathlib.Path) -> RunConfig:
   return config_from_dict(read_table_file(path))
 
 
-def set_dotted(raw: dict[str, Any], dotted: str, value: Any, where: str = "") -> None:
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any, prefix: str = "") -> None:
   """Set the dotted key ``"section.key"`` of a config dict (``RunConfig.to_dict()``) to ``value``, in place.
 
-  A section or key the config does not have raises ``ValueError`` naming it, prefixed by ``where`` (default
-  ``override 'dotted'``). The value itself is validated when the dict becomes a ``RunConfig``.
+  A section or key the config does not have raises ``unknown_key_error``'s ``ValueError`` (valid keys, closest
+  spelling), its text prefixed by ``prefix`` (e.g. ``"axes."`` for a sweep axis). The value itself is validated when
+  the dict becomes a ``RunConfig``.
   """
-  where = where or f"override {dotted!r}"
   node = raw
   *parents, leaf = dotted.split(".")
-  for p in parents:
+  for depth, p in enumerate(parents):
     if not isinstance(node.get(p), dict):
-      raise ValueError(f"{where}: unknown config section {p!r}")
+      err = unknown_key_error(".".join(parents[:depth]), [p], [k for k, v in node.items() if isinstance(v, dict)])
+      raise ValueError(f"{prefix}{err}")
     node = node[p]
   if leaf not in node:
-    raise ValueError(f"{where}: unknown config key {leaf!r}; expected some of {sorted(node)}")
+    raise ValueError(f"{prefix}{unknown_key_error('.'.join(parents), [leaf], node)}")
   node[leaf] = value
 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-  """Apply dotted-key overrides such as ``{"train.steps": 50}`` (``set_dotted``); unknown keys raise ``ValueError``."""
+  """Apply dotted-key overrides such as ``{"train.steps": 50}`` (``set_dotted``); unknown keys raise ``ValueError``.
+
+  Changing ``train.steps`` without ``train.snapshot_steps`` keeps a schedule that ended at the old last step ending at
+  the new one: steps beyond it are dropped and the new last step is added (``[0, 5, 20]`` with steps 20 -> 100 gives
+  ``[0, 5, 20, 100]``, with steps 20 -> 10 gives ``[0, 5, 10]``).
+  """
   raw = cfg.to_dict()
+  steps = overrides.get("train.steps")
+  schedule = list(cfg.train.snapshot_steps)
+  if ("train.snapshot_steps" not in overrides and isinstance(steps, int) and not isinstance(steps, bool)
+      and schedule and schedule[-1] == cfg.train.steps):
+    raw["train"]["snapshot_steps"] = [s for s in schedule if s < steps] + [steps]
   for dotted, value in overrides.items():
     set_dotted(raw, dotted, value)
   return config_from_dict(raw)

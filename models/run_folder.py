@@ -204,3 +204,10 @@ def load_run(path: str | pathlib.Path, *, require_done: bool = True) -> Run:
   metrics = read_metrics(path / "metrics.csv") if (path / "metrics.csv").exists() else []
   return Run(path=path, config=config, info=info, metrics=metrics, spectra=_read_snapshot_arrays(path, "spectra"),
              jacobians=_read_snapshot_arrays(path, "jacobians"))
+
+
+def checkpoint_steps(run_dir: str | pathlib.Path) -> list[int]:
+  """Steps of the complete checkpoints in ``run_dir/checkpoints`` (ascending; empty when there are none). Orbax
+  renames a checkpoint to its step number only when it is complete."""
+  folder = pathlib.Path(run_dir) / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []

@@ -182,7 +182,7 @@ def test_check_figures_read_what_their_checks_write(module):
 def test_missing_series_names_the_check(tmp_path):
   v = figure_fixtures.bbp_verdict()
   del v["series"]["s1_mean"]
-  with pytest.raises(inputs.MissingInput, match="python -m theory_checks bbp --quick"):
+  with pytest.raises(inputs.MissingInput, match="python -m theory_checks run bbp --quick"):
     bbp_transition.make_figure(Verdict.from_dict(v), tmp_path)
 
 
@@ -210,7 +210,7 @@ def test_unknown_format_version_is_a_clear_error(tmp_path, capsys):
 def test_missing_inputs_name_the_command(tmp_path, capsys):
   with pytest.raises(inputs.MissingInput, match="python -m lab main"):
     inputs.resolve_run(tmp_path)
-  with pytest.raises(inputs.MissingInput, match="python -m theory_checks tracy_widom --quick"):
+  with pytest.raises(inputs.MissingInput, match="python -m theory_checks run tracy_widom --quick"):
     inputs.load_verdict(tmp_path, "tracy_widom")
   assert figures_main(["all", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err

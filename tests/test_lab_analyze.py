@@ -25,5 +25,5 @@ def test_analyze_a_run_member_matches_the_stored_spectra(tmp_path, capsys):
     expected = "ok" if ev.shape[1] >= DEFAULT_MIN_TAIL else "fit failed: power law failed"
     assert rows[name]["status"].startswith(expected), rows[name]["status"]
     assert rows[name]["log10_spectral_norm"] == pytest.approx(np.log10(ev[2].max()), abs=1e-4)
-  with pytest.raises(SystemExit, match="--member"):
-    main(["analyze", str(run_dir), "--member", "99"])
+  assert main(["analyze", str(run_dir), "--member", "99"]) == 2
+  assert "error: --member: expected a member index 0..5" in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """Command line of the theory checks.
 
   python -m theory_checks list
-  python -m theory_checks NAME [--quick] [--json PATH] [--runs DIR] [--seed S]
-  python -m theory_checks all [--quick] [--runs DIR]
-  python -m theory_checks calibrate [NAME ...] [--quick] [--json PATH]
+  python -m theory_checks run NAME [NAME ...] [--quick] [--json PATH] [--runs DIR] [--seed S]
+  python -m theory_checks all [--quick] [--runs DIR] [--seed S]
+  python -m theory_checks calibrate [NAME ...] [--quick] [--json PATH] [--seed S]
+
+``python -m theory_checks NAME ...`` is short for ``run NAME ...``; ``--debug`` (anywhere) shows tracebacks.
+Example: ``python -m theory_checks run mp_at_init --quick``.
 
 Each check writes its verdict where every check result lives (``models.check_result``): beside the run folder it
 measured, ``<runs>/<RUN>/checks/<NAME>.json`` (the main job's ``mp_at_init`` verdict is the same file), or
@@ -22,6 +25,7 @@ import sys
 import time
 
 from models.check_result import result_folder, result_path
+from spectral import cli
 from theory_checks import common
 from theory_checks.registry import CHECKS, get_check
 from theory_checks.verdict import FAIL
@@ -45,23 +49,59 @@ def format_calibration(c: dict) -> str:
                                         for k, v in c.items() if k not in skip)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m theory_checks", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("name", help="'list', 'all', 'calibrate' or a check name")
-  parser.add_argument("extra", nargs="*", help="check names for 'calibrate' (default: every calibrated check)")
-  parser.add_argument("--quick", action="store_true", help="CPU-sized run (seconds); the test suite runs this")
-  parser.add_argument("--json", help="where to write the verdict JSON (one check) or calibration JSON")
-  parser.add_argument("--runs", default=str(common.DEFAULT_RUNS), help="folder of run folders (default: runs)")
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  runs_dir = pathlib.Path(args.runs)
-  if args.name == "list":
+SUBCOMMANDS = ("list", "run", "all", "calibrate")
+
+
+def add_common_options(p: argparse.ArgumentParser, json_help: str) -> None:
+  p.add_argument("--quick", action="store_true", help="CPU-sized run (seconds to a minute); the test suite runs this")
+  p.add_argument("--runs", default=str(common.DEFAULT_RUNS), metavar="DIR",
+                 help="folder of run folders: trained models are reused from it, results written under it "
+                      "(default: runs)")
+  p.add_argument("--seed", type=int, default=0, help="root seed of the check's random draws (default 0)")
+  p.add_argument("--json", metavar="PATH", help=json_help)
+
+
+def add_run_parser(sub) -> None:
+  p = sub.add_parser("run", help="run the named checks")
+  p.add_argument("names", nargs="+", metavar="NAME", help="check names ('python -m theory_checks list')")
+  add_common_options(p, "where to write the verdict JSON (one check only; default: beside its run folder or "
+                        "under --runs)")
+
+
+def add_all_parser(sub) -> None:
+  p = sub.add_parser("all", help="run every check and print a summary line")
+  add_common_options(p, argparse.SUPPRESS)
+
+
+def add_calibrate_parser(sub) -> None:
+  p = sub.add_parser("calibrate", help="false-alarm rates on exact nulls and power on planted alternatives")
+  p.add_argument("names", nargs="*", metavar="NAME", help="checks to calibrate (default: every calibrated check)")
+  add_common_options(p, "also write the calibration results as JSON here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = cli.ArgumentParser(prog="python -m theory_checks", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  cli.add_debug_flag(parser)
+  sub = parser.add_subparsers(dest="command", required=True)
+  sub.add_parser("list", help="the checks, one line each")
+  add_run_parser(sub)
+  add_all_parser(sub)
+  add_calibrate_parser(sub)
+  return parser
+
+
+def _main(argv: list[str]) -> int:
+  if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+    argv = ["run", *argv]  # the shortcut python -m theory_checks NAME
+  args = build_parser().parse_args(argv)
+  if args.command == "list":
     for c in CHECKS.values():
       print(f"{c.name:22s} {c.description}{'  [calibrated]' if c.calibrate else ''}")
     return 0
-  if args.name == "calibrate":
-    names = args.extra or [c.name for c in CHECKS.values() if c.calibrate]
+  runs_dir = pathlib.Path(args.runs)
+  if args.command == "calibrate":
+    names = args.names or [c.name for c in CHECKS.values() if c.calibrate]
     results = []
     for name in names:
       check = get_check(name)
@@ -78,14 +118,20 @@ def main(argv=None) -> int:
     for r in bad:
       print(f"BUG: {r['check']} false-alarm rate above twice its nominal level {r['level']}")
     return 1 if bad else 0
-  if args.name == "all":
-    statuses = {}
-    for name in CHECKS:
-      statuses[name] = run_one(name, args.quick, runs_dir, None, args.seed)
+  names = list(CHECKS) if args.command == "all" else args.names
+  for name in names:
+    get_check(name)  # every name is checked before anything runs
+  if args.json and len(names) > 1:
+    raise ValueError(f"--json: expected one check, got {len(names)} ({', '.join(names)}); drop --json (each check "
+                     "writes its own result file) or run one check")
+  statuses = {name: run_one(name, args.quick, runs_dir, args.json, args.seed) for name in names}
+  if len(names) > 1:
     print("summary: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
-    return 1 if FAIL in statuses.values() else 0
-  status = run_one(args.name, args.quick, runs_dir, args.json, args.seed)
-  return 1 if status == FAIL else 0
+  return 1 if FAIL in statuses.values() else 0
+
+
+def main(argv=None) -> int:
+  return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

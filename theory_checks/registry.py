@@ -47,5 +47,6 @@ CHECKS = {c.name: c for c in [
 
 def get_check(name: str) -> Check:
   if name not in CHECKS:
-    raise KeyError(f"check {name!r} unknown; available: {sorted(CHECKS)}")
+    raise KeyError(f"NAME: expected a check name ({', '.join(CHECKS)}), got {name!r}; 'python -m theory_checks list' "
+                   "describes them")
   return CHECKS[name]
