@@ -38,8 +38,6 @@ Cost: one symmetric eigendecomposition per matrix and per flip (``M x M``), jit-
 from __future__ import annotations
 
 import dataclasses
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,25 +86,30 @@ class RemainderResult:
   status: str
 
 
-@functools.partial(jax.jit, static_argnames=("draws",))
-def _spectra(x, resid, u, v, key, *, draws: int):
-  """Ascending Gram eigenvalues of ``x`` (M, N); Gram eigenpairs of ``resid`` and of ``draws`` sign flips of it,
-  each projected off the removed components' orthonormal bases ``u`` (M, k) and ``v`` (N, k), as ``resid`` is, and
-  rescaled to the Frobenius norm of ``resid`` (the projection removes about ``k/M + k/N`` of a flip's energy, none
-  of ``resid``'s)."""
+@jax.jit
+def _projected_flip(resid, u, v, key):
+  """A sign flip of ``resid`` (M, N) projected off the orthonormal bases ``u`` (M, k), ``v`` (N, k), as ``resid``
+  is, and rescaled to the Frobenius norm of ``resid`` (the projection removes about ``k/M + k/N`` of a flip's
+  energy, none of ``resid``'s)."""
   hp = jax.lax.Precision.HIGHEST
-  gram = lambda a: jnp.matmul(a, a.T, precision=hp)
+  f = structure_lib.sign_flip(resid, key)
+  f = f - jnp.matmul(u, jnp.matmul(u.T, f, precision=hp), precision=hp)
+  f = f - jnp.matmul(jnp.matmul(f, v, precision=hp), v.T, precision=hp)
+  return f * (jnp.linalg.norm(resid) / jnp.maximum(jnp.linalg.norm(f), jnp.finfo(f.dtype).tiny))
 
-  def flipped(d):
-    f = structure_lib.sign_flip(resid, jax.random.fold_in(key, d))
-    f = f - jnp.matmul(u, jnp.matmul(u.T, f, precision=hp), precision=hp)
-    f = f - jnp.matmul(jnp.matmul(f, v, precision=hp), v.T, precision=hp)
-    return f * (jnp.linalg.norm(resid) / jnp.maximum(jnp.linalg.norm(f), jnp.finfo(f.dtype).tiny))
 
-  flips = jax.lax.map(flipped, jnp.arange(draws))
-  both = jnp.concatenate([resid[None], flips], axis=0)
-  ev, vec = jnp.linalg.eigh(jax.vmap(gram)(both))
-  return jnp.linalg.eigvalsh(gram(x)), ev, vec
+@jax.jit
+def _gram_eigh(a):
+  """Ascending eigenpairs of ``a a^T`` for a batch ``a`` (..., M, N)."""
+  return jnp.linalg.eigh(jnp.matmul(a, jnp.swapaxes(a, -1, -2), precision=jax.lax.Precision.HIGHEST))
+
+
+def _spectra(x, resid, u, v, key, draws: int):
+  """Ascending Gram eigenvalues of ``x`` (M, N); Gram eigenpairs of ``resid`` and of ``draws`` projected flips.
+  One dispatch per flip (see ``spectral.structure._round_statistics`` on ``lax.map``)."""
+  flips = [_projected_flip(resid, u, v, jax.random.fold_in(key, d)) for d in range(draws)]
+  ev, vec = _gram_eigh(jnp.stack([resid, *flips]))
+  return _gram_eigh(x)[0], ev, vec
 
 
 def _ks_distance(sample, pool) -> float:
@@ -175,7 +178,7 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
     x, resid, u, v = x.T, resid.T, v, u
   basis = lambda c: jnp.asarray(np.linalg.qr(c)[0] if c.shape[1] else c, jnp.float32)
   ev_x, ev, vec = _spectra(jnp.asarray(x, jnp.float32), jnp.asarray(resid, jnp.float32), basis(u), basis(v),
-                           jax.random.key(int(seed)), draws=int(draws))
+                           jax.random.key(int(seed)), int(draws))
   ev_x = np.clip(np.asarray(ev_x, np.float64), 0.0, None)[::-1]
   ev, vec = np.clip(np.asarray(ev, np.float64), 0.0, None), np.asarray(vec, np.float64)
 

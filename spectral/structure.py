@@ -244,7 +244,6 @@ def sign_flip(x, key):
   return jax.lax.bitcast_convert_type(raw ^ (bits << jnp.uint32(31)), jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("draws", "block", "steps"))
 def _round_statistics(resid, u, v, key, *, draws: int, block: int, steps: int):
   """One deflation round for a batch ``resid`` (B, M, N) of residuals, already scaled by ``1 / sqrt(N)``.
 
@@ -253,21 +252,38 @@ def _round_statistics(resid, u, v, key, *, draws: int, block: int, steps: int):
   residual lives in the complement of the removed components, so its flips are put there too (with ``K = 0`` they
   are plain flips). Returns the observed Ritz values (B, block) with their left (B, M, block) and right
   (B, N, block) vectors, and the null top Ritz values (B, draws).
+
+  The draws are separate dispatches of one compiled function rather than a ``lax.map``: XLA's CPU runtime was
+  seen to deadlock intermittently (every Eigen worker waiting for work) inside the while loop of a ``lax.map`` over
+  these draws, and a dispatch per draw costs nothing measurable.
   """
   y0 = jax.random.normal(jax.random.fold_in(key, 0), (resid.shape[-1], block), jnp.float32)
   y0 = jnp.broadcast_to(y0, resid.shape[:-2] + y0.shape)
-  sv, left, right = _matrix_krylov(resid, y0, steps)
+  sv, left, right = _observed_ritz(resid, y0, steps=steps)
   flip_key = jax.random.fold_in(key, 1)
-  scale = projected_flip_scale(resid, u, v)[:, None, None]
+  scale = _flip_scale(resid, u, v)
+  null = jnp.stack([_null_top(resid, u, v, scale, y0, jax.random.fold_in(flip_key, d), steps=steps)
+                    for d in range(draws)], axis=-1)  # (B, draws)
+  return sv[..., :block], left[..., :block], right[..., :block], null
 
-  def one_draw(d):
-    f = sign_flip(resid, jax.random.fold_in(flip_key, d)) * scale
-    apply = lambda y: _project_off(u, jnp.matmul(f, _project_off(v, y), precision=_HP))
-    apply_t = lambda z: _project_off(v, jnp.matmul(_t(f), _project_off(u, z), precision=_HP))
-    return _block_krylov(apply, apply_t, y0, steps)[0][..., 0]
 
-  null = jax.lax.map(one_draw, jnp.arange(draws))  # (draws, B)
-  return sv[..., :block], left[..., :block], right[..., :block], null.T
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _observed_ritz(resid, y0, *, steps: int):
+  return _matrix_krylov(resid, y0, steps)
+
+
+@jax.jit
+def _flip_scale(resid, u, v):
+  return projected_flip_scale(resid, u, v)[:, None, None]
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _null_top(resid, u, v, scale, y0, key, *, steps: int):
+  """Top Ritz value (B,) of the projected, energy-matched flip ``scale P_u (resid o S) P_v``."""
+  f = sign_flip(resid, key) * scale
+  apply = lambda y: _project_off(u, jnp.matmul(f, _project_off(v, y), precision=_HP))
+  apply_t = lambda z: _project_off(v, jnp.matmul(_t(f), _project_off(u, z), precision=_HP))
+  return _block_krylov(apply, apply_t, y0, steps)[0][..., 0]
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
