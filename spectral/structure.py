@@ -88,6 +88,9 @@ class StructureOptions:
     p_value: ``"tail"`` (TW1 location-scale tail on ``draws`` values) or ``"mc"`` (exact Monte Carlo p-value).
     refine_steps: Krylov blocks used to refine the accepted components of ``X`` before deflation.
     oversample: extra directions in the refinement block beyond the accepted components.
+    resolution: a component whose statistic is below ``resolution`` times the matrix's top singular value is not
+      tested: after deflation in float32 the residual of an exactly low-rank matrix is round-off of that size,
+      and round-off left by a deflation is low-rank, not a null matrix.
   """
   draws: int = 24
   block: int = 8
@@ -95,6 +98,7 @@ class StructureOptions:
   p_value: str = "tail"
   refine_steps: int = 4
   oversample: int = 8
+  resolution: float = 1e-4
 
   def __post_init__(self):
     for name in ("draws", "block", "steps", "refine_steps"):
@@ -105,6 +109,8 @@ class StructureOptions:
       raise ValueError(f"oversample: expected a non-negative integer, got {self.oversample!r}")
     if self.draws < 4:
       raise ValueError(f"draws: expected at least 4 null draws, got {self.draws}")
+    if not 0.0 <= self.resolution < 1.0:
+      raise ValueError(f"resolution: expected a fraction in [0, 1), got {self.resolution!r}")
     if self.p_value not in P_VALUE_MODES:
       raise ValueError(f"p_value: expected one of {P_VALUE_MODES}, got {self.p_value!r}")
 
@@ -131,7 +137,9 @@ class StructureResult:
     s: (rank,) their singular values (of ``X / sqrt(N)``), refined.
     level: the false-alarm level.
     method: the null and its options, in words.
-    status: ``"ok"``, ``"ok (zero matrix)"``, ``"ok (max_rank reached)"`` or ``"error: ..."``.
+    status: ``"ok"``, ``"ok (zero matrix)"``, ``"ok (max_rank reached)"``, ``"ok (remainder below resolution)"``
+      (an exactly low-rank matrix: what is left after deflation is float32 round-off, see ``resolution``) or
+      ``"error: ..."``.
     shape: ``(a, b)``.
     rounds: deflation rounds run.
   """
@@ -438,6 +446,8 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   stats, thresholds, pvals = ([[] for _ in range(nb)] for _ in range(3))
   capped = np.zeros(nb, dtype=bool)
   rounds = np.zeros(nb, dtype=int)
+  floor = np.zeros(nb)
+  resolved = np.zeros(nb, dtype=bool)
   u_acc, s_acc, v_acc = np.zeros((nb, m, max_rank)), np.zeros((nb, max_rank)), np.zeros((nb, n, max_rank))
   resid = xs
   r = 0
@@ -448,12 +458,17 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
                                               steps=steps)
     t_obs, null = np.asarray(t_obs, np.float64), np.asarray(null, np.float64)
     new = np.zeros(nb, dtype=int)
+    if r == 0:
+      floor = opts.resolution * t_obs[:, 0]
     for i in np.flatnonzero(active):
+      if t_obs[i, 0] <= floor[i]:  # only round-off is left
+        active[i], resolved[i] = False, True
+        continue
       rounds[i] += 1
       p, thr = p_fn(t_obs[i], null[i], level)
       limit = min(block, max_rank - accepted[i])
       run = 0
-      while run < limit and p[run] <= level:
+      while run < limit and p[run] <= level and t_obs[i, run] > floor[i]:
         run += 1
       tested = max(run, 1)  # a failed test after accepted ones is repeated on the deflated residual next round
       stats[i].extend(t_obs[i, :tested])
@@ -487,6 +502,8 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
     status = "ok" if nonzero[i] else "ok (zero matrix)"
     if capped[i]:
       status = "ok (max_rank reached)"
+    elif resolved[i]:
+      status = "ok (remainder below resolution)"
     results.append(StructureResult(
         rank=k, singular_values=np.asarray(stats[i], np.float64), null_thresholds=np.asarray(thresholds[i]),
         p_values=np.asarray(pvals[i]), u=u_i.copy(), v=v_i.copy(), s=s_acc[i, :k].copy(), level=level,
