@@ -19,13 +19,8 @@ import platform
 import sys
 import time
 
-
-def _pin_threads(n: int) -> None:
-  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[var] = str(n)
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             f" --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
-                             f" intra_op_parallelism_threads={n}").strip()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_weight_spectra import _pin_threads, gpt2_small_matrices  # noqa: E402  (the same matrices, pinned alike)
 
 
 def main() -> None:
@@ -45,11 +40,9 @@ def main() -> None:
   from spectral import analyze as analyze_lib
   from spectral import structure as st
 
-  d, blocks = (192, 2) if args.small else (768, 12)
-  rng = np.random.default_rng(0)
-  shapes = {"attn.qkv": (d, 3 * d), "attn.proj": (d, d), "mlp.fc": (d, 4 * d), "mlp.proj": (4 * d, d)}
-  mats = {f"blocks.{b}.{k}": (0.02 * rng.standard_t(3, size=s)).astype(np.float32)
-          for b in range(blocks) for k, s in shapes.items()}
+  d = 192 if args.small else 768
+  mats = gpt2_small_matrices(args.small)
+  rng = np.random.default_rng(1)
   options = {} if args.draws is None else {"draws": args.draws}
   dev = jax.devices()[0]
   print(f"{len(mats)} matrices, d={d}; {platform.node()} | {platform.processor() or platform.machine()} | "
@@ -79,7 +72,8 @@ def main() -> None:
     a, b = shape
     u = np.linalg.qr(rng.standard_normal((a, 3)))[0]
     v = np.linalg.qr(rng.standard_normal((b, 3)))[0]
-    scale = 0.02 * np.sqrt(3.0) * np.sqrt(max(a, b)) * 2.5  # ~2.5 x the noise edge, times the BBP threshold
+    # theta = 5-7.5 in BBP units of the noise's standard deviation: clear of the t(3) noise's largest entries.
+    scale = 0.02 * np.sqrt(3.0) * np.sqrt(max(a, b)) * 5.0
     planted[shape] = (batch + (u * scale * np.array([1.5, 1.25, 1.0])) @ v.T).astype(np.float32)
 
   t_compile, _ = timed(lambda: (analyze_lib.analyze(mats), structure_all(batches), structure_all(planted)), 1)

@@ -5,6 +5,7 @@
   python -m lab sweep summarize DIR
   python -m lab sweep status DIR
   python -m lab analyze RUN_DIR [--member I] [--step S] [--json P] [--csv P] [--randomize] [--level L]
+                        [--no-structure]
 
 ``--distributed`` (before the command) calls ``jax.distributed.initialize()`` first, for multi-host runs.
 """
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
   p_an.add_argument("--level", type=float, default=0.01)
   p_an.add_argument("--randomize", action="store_true")
   p_an.add_argument("--seed", type=int, default=0)
+  p_an.add_argument("--no-structure", action="store_true", help="skip the structure rank of W - W0 (faster)")
   args = parser.parse_args(argv)
   if args.distributed:
     from models.sharding import initialize_distributed
@@ -92,9 +94,32 @@ def analyze_main(args) -> int:
     raise SystemExit(f"error: --member: expected 0..{cfg.num_members - 1}, got {args.member}")
   member = jax.tree_util.tree_map(lambda x: x[args.member], params)
   print(f"run {args.run_dir}, member {args.member}, checkpoint step {step}")
+  inits, spaces = (None, None) if args.no_structure else member_structure_inputs(cfg, member, args.member)
   report(weight_matrices(member), level=args.level, randomize=args.randomize, seed=args.seed,
-         json_path=args.json_path, csv_path=args.csv_path)
+         json_path=args.json_path, csv_path=args.csv_path, structure=not args.no_structure, inits=inits,
+         subspaces=spaces)
   return 0
+
+
+def member_structure_inputs(cfg, member_params, index: int):
+  """For the structure columns of ``analyze``: member ``index``'s initial weight matrices ``W0``, regenerated from
+  its seed by the same vmapped initialisation over all members that training ran (so ``W - W0`` is exact), and
+  its named subspaces (``models.subspaces.matrix_subspaces``) from one held-out batch of its own data."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from models import subspaces, train
+  from models.data import make_task
+  from models.weight_matrices import weight_matrices
+
+  members = train.members_of(cfg)
+  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
+  w0 = jax.jit(jax.vmap(lambda k, s: train.init_params(cfg, k, s)))(keys, train.member_hparams(members)["init_scale"])
+  w0 = jax.tree_util.tree_map(lambda x: x[index], w0)
+  tokens = make_task(cfg.data).eval_batch(jax.random.fold_in(keys[index], 2), 0, members[index].noise_p)[0]
+  model = nnx.merge(train.graphdef_of(cfg), member_params)
+  return weight_matrices(w0), subspaces.matrix_subspaces(model, tokens[:, :-1], include_circuits=False)
 
 
 def sweep_main(args) -> int:

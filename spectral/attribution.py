@@ -105,25 +105,30 @@ def fourier_subspaces(n: int, modes=None) -> dict[str, np.ndarray]:
 
 
 def attribute(vectors, subspaces: Mapping[str, object], threshold: float = 0.5) -> list[tuple[str, float]]:
-  """Best-matching named subspace of each column of ``vectors``: ``(name, overlap)``, or ``("other", best)`` when
-  no overlap reaches ``threshold``.
+  """Best-matching named subspace of each column of ``vectors``: ``(name, overlap)``, or ``("other", overlap)``.
 
-  Ties go to the smaller subspace (the more specific name). Compare ``overlap`` with ``chance_overlap`` of the
-  chosen subspace: a large subspace (e.g. ``tokens``) gives a large overlap to any vector.
+  Subspaces are ranked by their overlap in excess of chance, ``(overlap - c) / (1 - c)`` with ``c = dim / n``
+  (``chance_overlap``): 0 for a random direction, 1 inside the subspace. The best one names the vector when that
+  excess reaches ``threshold``; ``overlap`` is always the plain squared projection of the best-ranked subspace. A
+  subspace spanning all of R^n (e.g. a token span when the vocabulary is as large as the width) says nothing and
+  is skipped. Ties go to the smaller subspace (the more specific name).
   """
   if not 0.0 < threshold <= 1.0:
     raise ValueError(f"threshold: expected a value in (0, 1], got {threshold}")
   x = _as_matrix(vectors, "vectors")
-  if not subspaces:
-    return [(OTHER, 0.0)] * x.shape[1]
-  overlaps = subspace_overlaps(x, subspaces)
+  n = x.shape[0]
   dims = {name: orthonormal_basis(b).shape[1] for name, b in subspaces.items()}
-  names = sorted(overlaps, key=lambda name: dims[name])
+  eligible = {name: b for name, b in subspaces.items() if 0 < dims[name] < n}
+  if not eligible:
+    return [(OTHER, 0.0)] * x.shape[1]
+  overlaps = subspace_overlaps(x, eligible)
+  names = sorted(eligible, key=lambda name: dims[name])
+  excess = {name: (overlaps[name] - dims[name] / n) / (1.0 - dims[name] / n) for name in names}
   out = []
   for j in range(x.shape[1]):
-    best = max(names, key=lambda name: overlaps[name][j])  # max keeps the first (smallest) of equal overlaps
+    best = max(names, key=lambda name: excess[name][j])  # max keeps the first (smallest) of equal scores
     value = float(overlaps[best][j])
-    out.append((best, value) if value >= threshold else (OTHER, value))
+    out.append((best, value) if excess[best][j] >= threshold else (OTHER, value))
   return out
 
 

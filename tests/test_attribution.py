@@ -50,3 +50,16 @@ def test_attribute_best_match_or_other():
   assert comps[0]["left"][0] == "other" and comps[0]["right"] == ("e0", pytest.approx(1.0))
   assert comps[0]["best"] == ("right", "e0", pytest.approx(1.0))
   assert comps[1]["best"][:2] == ("left", "dc")
+
+
+def test_attribution_is_judged_against_chance():
+  rng = np.random.default_rng(1)
+  n = 20
+  half = np.eye(n)[:, :10]  # chance overlap 0.5
+  x = np.sqrt(0.6) * np.eye(n)[:, 0] + np.sqrt(0.4) * np.eye(n)[:, 15]  # overlap 0.6: only 0.2 above chance
+  assert at.attribute(x, {"half": half}, threshold=0.5) == [("other", pytest.approx(0.6))]
+  y = np.sqrt(0.9) * np.eye(n)[:, 0] + np.sqrt(0.1) * np.eye(n)[:, 15]  # 0.8 of the way from chance to inside
+  assert at.attribute(y, {"half": half}, threshold=0.5) == [("half", pytest.approx(0.9))]
+  everything = rng.standard_normal((n, n))  # spans R^n: says nothing, skipped
+  assert at.attribute(y, {"all": everything}) == [("other", 0.0)]
+  assert at.attribute(y, {"all": everything, "half": half})[0][0] == "half"
