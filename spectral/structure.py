@@ -32,7 +32,7 @@ Sequential deflation. With ``k`` components accepted, the residual ``R_k = X - s
 (top-``k`` triplets of ``X`` refined by block Krylov) is tested: its Ritz values ``T_1(R_k) >= T_2(R_k) >= ...``
 (estimates of ``sigma_{k+1}(X), sigma_{k+2}(X), ...``) are compared with the null of the TOP Ritz value of the
 projected, energy-matched flips ``c P_u (R_k o S) P_v`` (``P_u``, ``P_v`` project off the removed components;
-``c`` restores on average the energy the projection takes from a flip, ``projected_flip_scale``). ``R_k`` lives in
+``c`` restores on average the energy the projection takes from a flip, ``flip_energy_scale``). ``R_k`` lives in
 an ``(M - k) x (N - k)`` complement; plain flips of it would spread its energy over all ``M x N`` directions and
 put the null edge too low by a factor of about ``1 - k (1/M + 1/N) / 2`` (3.6% for ``k = 3`` in 32 x 128), which
 makes the test after deflation anti-conservative. The leading run of those beyond the null threshold is accepted (at most ``block`` per round) and the
@@ -216,19 +216,16 @@ def _matrix_krylov(x, y0, steps: int):
                        y0, steps)
 
 
-def _project_off(basis, y):
-  """``(I - basis basis^T) y``; zero columns of ``basis`` (components not accepted) project nothing."""
-  return y - jnp.matmul(basis, jnp.matmul(_t(basis), y, precision=_HP), precision=_HP)
+def flip_energy_scale(resid, u, v):
+  """Scale ``c`` restoring the noise energy that removing the components ``u, v`` took from the residual.
 
-
-def projected_flip_scale(resid, u, v):
-  """Scale ``c`` that gives the projected flip ``c P_u (R o S) P_v`` the energy of ``R`` on average over ``S``.
-
-  ``P_u = I - u u^T``, ``P_v = I - v v^T`` for orthonormal (or zero) columns ``u`` (..., M, k), ``v`` (..., N, k).
-  With row leverages ``l_m = |u_m|^2`` and column leverages ``r_j = |v_j|^2``, the expectation over iid signs is
-  ``E |P_u (R o S) P_v|_F^2 = sum_mj R_mj^2 (1 - l_m) (1 - r_j)`` (cross terms vanish), and ``c`` is the square
-  root of ``|R|_F^2`` over it: the projection removes about ``k (1/M + 1/N)`` of a flip's energy and none of ``R``'s,
-  which lies in the complement already.
+  If ``X = L + E`` and the top-``k`` part is removed, ``R = X - L_hat ~ P_u E P_v`` with ``P_u = I - u u^T``,
+  ``P_v = I - v v^T`` (orthonormal or zero columns ``u`` (..., M, k), ``v`` (..., N, k)): the removal also took the
+  noise's energy in those directions, about ``k (1/M + 1/N)`` of it. For a matrix with ``R``'s entry magnitudes and
+  random signs the expected fraction kept by the projection is ``sum_mj R_mj^2 (1 - l_m)(1 - r_j) / |R|_F^2`` with
+  leverages ``l_m = |u_m|^2``, ``r_j = |v_j|^2`` (cross terms vanish in expectation); ``c`` is the inverse square
+  root of it, so ``c (R o S)`` carries the energy ``E`` had. Weighting by the entries keeps it right when the
+  removed directions are localised on a few large entries.
   """
   r2 = resid * resid
   lu = 1.0 - jnp.sum(u * u, axis=-1)  # (..., M)
@@ -252,58 +249,61 @@ def sign_flip(x, key):
   return jax.lax.bitcast_convert_type(raw ^ (bits << jnp.uint32(31)), jnp.float32)
 
 
-def _round_statistics(resid, u, v, key, *, draws: int, block: int, steps: int):
-  """One deflation round for a batch ``resid`` (B, M, N) of residuals, already scaled by ``1 / sqrt(N)``.
+def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int, block: int):
+  """One round of the sequential test for a batch ``x`` (B, M, N), already scaled by ``1 / sqrt(N)``.
 
-  ``u`` (B, M, K), ``v`` (B, N, K): orthonormal bases of the components removed so far (zero columns for none).
-  The null draws are the projected, energy-matched flips ``c P_u (R o S_d) P_v`` (``projected_flip_scale``): the
-  residual lives in the complement of the removed components, so its flips are put there too (with ``K = 0`` they
-  are plain flips). Returns the observed Ritz values (B, block) with their left (B, M, block) and right
-  (B, N, block) vectors, and the null top Ritz values (B, draws).
+  ``u`` (B, M, K), ``s`` (B, K), ``v`` (B, N, K): the ``ks`` (B,) components accepted so far (the top singular
+  triplets of ``x``; zero-padded). The statistic is the ``(k+1)``-th, ..., ``(k+block)``-th Ritz values of a block
+  Krylov space of ``width`` columns and ``steps`` blocks grown from a seeded start shared by every matrix and draw.
+  The null draws are ``L_hat + c (R o S_d)``: the accepted part kept, the residual ``R = x - L_hat`` sign-flipped
+  and rescaled (``flip_energy_scale``), and the same statistic taken, so that the interaction of the accepted
+  components with the noise (the interlacing of ``sigma_(k+1)``, a large entry mixing with a component) is in
+  the null as it is in ``x``. With ``k = 0`` the draws are plain flips ``x o S_d``: the exact test.
 
-  The draws are separate dispatches of one compiled function rather than a ``lax.map``: XLA's CPU runtime was
-  seen to deadlock intermittently (every Eigen worker waiting for work) inside the while loop of a ``lax.map`` over
-  these draws, and a dispatch per draw costs nothing measurable.
+  Returns the observed statistics (B, block), the observed right Ritz vectors (B, N, width) and the null
+  statistics (B, draws). The draws are separate dispatches of one compiled function rather than a ``lax.map``:
+  XLA's CPU runtime was seen to deadlock intermittently (every Eigen worker waiting for work) inside the while
+  loop of a ``lax.map`` over these draws.
   """
-  y0 = jax.random.normal(jax.random.fold_in(key, 0), (resid.shape[-1], block), jnp.float32)
-  y0 = jnp.broadcast_to(y0, resid.shape[:-2] + y0.shape)
-  sv, left, right = _observed_ritz(resid, y0, steps=steps)
+  y0 = jax.random.normal(jax.random.fold_in(key, 0), (x.shape[-1], width), jnp.float32)
+  y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
+  ks = jnp.asarray(ks, jnp.int32)
+  sv, right = _observed_ritz(x, y0, steps=steps)
+  resid, scale = _residual_and_scale(x, u, s, v)
   flip_key = jax.random.fold_in(key, 1)
-  scale = _flip_scale(resid, u, v)
-  null = jnp.stack([_null_top(resid, u, v, scale, y0, jax.random.fold_in(flip_key, d), steps=steps)
+  null = jnp.stack([_null_statistic(resid, u, s, v, scale, y0, ks, jax.random.fold_in(flip_key, d), steps=steps)
                     for d in range(draws)], axis=-1)  # (B, draws)
-  return sv[..., :block], left[..., :block], right[..., :block], null
+  index = ks[:, None] + jnp.arange(block)[None, :]
+  return jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1), right, null
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _observed_ritz(resid, y0, *, steps: int):
-  return _matrix_krylov(resid, y0, steps)
+def _observed_ritz(x, y0, *, steps: int):
+  sv, _, right = _matrix_krylov(x, y0, steps)
+  return sv, right[..., :y0.shape[-1]]
 
 
 @jax.jit
-def _flip_scale(resid, u, v):
-  return projected_flip_scale(resid, u, v)[:, None, None]
+def _residual_and_scale(x, u, s, v):
+  resid = x - jnp.matmul(u * s[..., None, :], _t(v), precision=_HP)
+  return resid, flip_energy_scale(resid, u, v)[:, None, None]
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _null_top(resid, u, v, scale, y0, key, *, steps: int):
-  """Top Ritz value (B,) of the projected, energy-matched flip ``scale P_u (resid o S) P_v``."""
+def _null_statistic(resid, u, s, v, scale, y0, ks, key, *, steps: int):
+  """The ``(k+1)``-th Ritz value (B,) of ``L_hat + scale (resid o S)``, ``L_hat = u diag(s) v^T``."""
   f = sign_flip(resid, key) * scale
-  apply = lambda y: _project_off(u, jnp.matmul(f, _project_off(v, y), precision=_HP))
-  apply_t = lambda z: _project_off(v, jnp.matmul(_t(f), _project_off(u, z), precision=_HP))
-  return _block_krylov(apply, apply_t, y0, steps)[0][..., 0]
+  low = lambda a, b, y: jnp.matmul(a * s[..., None, :], jnp.matmul(_t(b), y, precision=_HP), precision=_HP)
+  apply = lambda y: jnp.matmul(f, y, precision=_HP) + low(u, v, y)
+  apply_t = lambda z: jnp.matmul(_t(f), z, precision=_HP) + low(v, u, z)
+  sv = _block_krylov(apply, apply_t, y0, steps)[0]
+  return jnp.take_along_axis(sv, ks[:, None], axis=-1)[:, 0]
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
 def _refine(x, y0, *, steps: int):
-  """Ritz triplets of ``x`` (B, M, N) from a warm start ``y0`` (B, N, w): the components to deflate."""
+  """Ritz triplets of ``x`` (B, M, N) from a warm start ``y0`` (B, N, w): the accepted components."""
   return _matrix_krylov(x, y0, steps)
-
-
-@jax.jit
-def _deflate(x, u, s, v):
-  """``x - u diag(s) v^T`` batched; ``s`` is zero for components not (yet) accepted."""
-  return x - jnp.matmul(u * s[..., None, :], _t(v), precision=_HP)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -437,7 +437,6 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   xs = jnp.asarray((xs / np.sqrt(n)).astype(np.float32))  # (B, M, N), singular values in the lab's convention
 
   block = min(opts.block, m)
-  steps = max(1, min(opts.steps, m // block))
   p_fn = _tail_p_values if opts.p_value == "tail" else _mc_p_values
   key = jax.random.key(int(seed))
 
@@ -449,13 +448,15 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   floor = np.zeros(nb)
   resolved = np.zeros(nb, dtype=bool)
   u_acc, s_acc, v_acc = np.zeros((nb, m, max_rank)), np.zeros((nb, max_rank)), np.zeros((nb, n, max_rank))
-  resid = xs
   r = 0
   while np.any(active):
     round_key = jax.random.fold_in(key, r)
-    u_basis, v_basis = _removed_bases(u_acc, v_acc, accepted)
-    t_obs, _, right, null = _round_statistics(resid, u_basis, v_basis, round_key, draws=opts.draws, block=block,
-                                              steps=steps)
+    kpad = _round_up(int(np.max(accepted)), 8)  # padded component count: bounds recompilation
+    width = min(m, kpad + block)
+    steps = max(1, min(opts.steps, m // width))
+    u, sv_acc, v = (jnp.asarray(_padded(c, kpad), jnp.float32) for c in (u_acc, s_acc, v_acc))
+    t_obs, right, null = _round_statistics(xs, u, sv_acc, v, accepted, round_key, draws=opts.draws, width=width,
+                                           steps=steps, block=block)
     t_obs, null = np.asarray(t_obs, np.float64), np.asarray(null, np.float64)
     new = np.zeros(nb, dtype=int)
     if r == 0:
@@ -466,11 +467,11 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
         continue
       rounds[i] += 1
       p, thr = p_fn(t_obs[i], null[i], level)
-      limit = min(block, max_rank - accepted[i])
+      limit = min(block, max_rank - accepted[i], width - accepted[i])
       run = 0
       while run < limit and p[run] <= level and t_obs[i, run] > floor[i]:
         run += 1
-      tested = max(run, 1)  # a failed test after accepted ones is repeated on the deflated residual next round
+      tested = max(run, 1)  # a failed test after accepted ones is repeated against next round's null
       stats[i].extend(t_obs[i, :tested])
       thresholds[i].extend([thr] * tested)
       pvals[i].extend(p[:tested])
@@ -481,13 +482,12 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
         active[i], capped[i] = False, True
     if not np.any(new):
       break
-    sv, left, rvec = _refined(resid, right, opts, round_key)
-    for i in np.flatnonzero(new):
-      lo, hi = accepted[i], accepted[i] + new[i]
-      u_acc[i, :, lo:hi], s_acc[i, lo:hi], v_acc[i, :, lo:hi] = left[i, :, :new[i]], sv[i, :new[i]], rvec[i, :, :new[i]]
-    accepted += new
-    resid = _deflate(xs, jnp.asarray(u_acc, jnp.float32), jnp.asarray(s_acc, jnp.float32),
-                     jnp.asarray(v_acc, jnp.float32))
+    total = accepted + new
+    sv, left, rvec = _refined(xs, right, int(np.max(total)), opts, round_key)
+    for i in np.flatnonzero(new):  # all components of a grown matrix, re-estimated together: top singular triplets
+      k = total[i]
+      u_acc[i, :, :k], s_acc[i, :k], v_acc[i, :, :k] = left[i, :, :k], sv[i, :k], rvec[i, :, :k]
+    accepted = total
     r += 1
 
   results = []
@@ -511,27 +511,27 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   return results
 
 
-def _removed_bases(u_acc: np.ndarray, v_acc: np.ndarray, accepted: np.ndarray):
-  """Orthonormal bases (B, M, K), (B, N, K) of each matrix's accepted components, zero-padded to a common width
-  ``K`` (the largest count rounded up to a multiple of 8, to bound recompilation; 0 before any is accepted)."""
-  nb, m, _ = u_acc.shape
-  width = -(-int(np.max(accepted)) // 8) * 8
-  u = np.zeros((nb, m, width), np.float32)
-  v = np.zeros((nb, v_acc.shape[1], width), np.float32)
-  for i in np.flatnonzero(accepted):
-    u[i, :, :accepted[i]] = np.linalg.qr(u_acc[i, :, :accepted[i]])[0]
-    v[i, :, :accepted[i]] = np.linalg.qr(v_acc[i, :, :accepted[i]])[0]
-  return jnp.asarray(u), jnp.asarray(v)
+def _round_up(k: int, multiple: int) -> int:
+  return -(-k // multiple) * multiple
 
 
-def _refined(resid, right, opts: StructureOptions, round_key):
-  """Top Ritz triplets of the residuals ``resid`` (B, M, N) by block Krylov warm-started from this round's Ritz
-  vectors ``right`` (B, N, block) plus ``oversample`` Gaussian columns: the components accepted this round."""
-  nb, m, n = resid.shape
-  extra = jax.random.normal(jax.random.fold_in(round_key, 2), (nb, n, opts.oversample), jnp.float32)
-  start = jnp.concatenate([right, extra], axis=-1)[..., :m]
-  steps = max(1, min(opts.refine_steps, m // start.shape[-1]))
-  return tuple(np.asarray(t, np.float64) for t in _refine(resid, start, steps=steps))
+def _padded(c: np.ndarray, width: int) -> np.ndarray:
+  """The first ``width`` components (last axis) of ``c``, zero-padded when it has fewer."""
+  out = np.zeros(c.shape[:-1] + (width,), c.dtype)
+  take = min(width, c.shape[-1])
+  out[..., :take] = c[..., :take]
+  return out
+
+
+def _refined(xs, right, k: int, opts: StructureOptions, round_key):
+  """Top-``k`` Ritz triplets of ``xs`` (B, M, N) by block Krylov warm-started from this round's right Ritz vectors
+  ``right`` (B, N, width) plus ``oversample`` Gaussian columns: the accepted components, re-estimated together."""
+  nb, m, n = xs.shape
+  width = min(m, _round_up(k + opts.oversample, 8))
+  extra = jax.random.normal(jax.random.fold_in(round_key, 2), (nb, n, width), jnp.float32)
+  start = jnp.concatenate([right[..., :k], extra], axis=-1)[..., :width]
+  steps = max(1, min(opts.refine_steps, m // width))
+  return tuple(np.asarray(t, np.float64) for t in _refine(xs, start, steps=steps))
 
 
 def structure_rank(w, *, init=None, level: float = 0.01, seed: int = 0, max_rank: int | None = None,

@@ -38,7 +38,7 @@ def test_noise_remainder_matches_its_null(law):
 def test_removing_planted_spikes_leaves_a_null_remainder_and_a_gap():
   shape = (80, 240)
   w = np.asarray(bbp.plant_spikes(3, shape, [8.0, 7.0, 6.0, 5.0])[0])
-  res = st.structure_rank(w, seed=0)
+  res = st.structure_rank(w, seed=0, level=1e-3)  # an extra (noise) direction passes with probability ~level
   assert res.rank == 4
   kept = rem.remainder_statistics(w, res, seed=2)
   assert kept.ks_p_value > 0.05 and kept.has_gap and kept.gap_ratio > 2 and kept.n_above_null in (4, 5)

@@ -23,16 +23,20 @@ def noise(kind: str, rng, shape) -> np.ndarray:
   raise ValueError(kind)
 
 
-def planted(kind: str, rng, shape, thetas):
+def planted(kind: str, rng, shape, thetas, above_noise_top: float = 0.0):
   """``W = sum_i theta_i u_i v_i^T + E / sqrt(N)`` (BBP convention) with the noise ``E`` of ``kind`` scaled to unit
-  variance per entry on average; returns (W, u (a, k), v (b, k))."""
+  variance per entry on average; returns (W, u (a, k), v (b, k)).
+
+  With ``above_noise_top = c`` the strengths are raised to at least ``c`` times the top singular value of
+  ``E / sqrt(N)``: for heavy tails the largest entries, not ``theta_c``, set the scale a spike must clear."""
   a, b = shape
   n = max(a, b)
   e = noise(kind, rng, shape)
   e = e / np.sqrt(np.mean(e**2))
+  thetas = np.maximum(np.asarray(thetas), above_noise_top * np.linalg.norm(e, ord=2) / np.sqrt(n))
   u = np.linalg.qr(rng.standard_normal((a, len(thetas))))[0]
   v = np.linalg.qr(rng.standard_normal((b, len(thetas))))[0]
-  return (u * np.asarray(thetas)) @ v.T + e / np.sqrt(n), u, v
+  return (u * thetas) @ v.T + e / np.sqrt(n), u, v
 
 
 def false_alarm_bound(n: int, level: float, tail: float = 1e-3) -> int:
@@ -59,19 +63,22 @@ def test_null_false_alarm_rate_over_many_seeds(kind):
   assert sum(r > 0 for r in ranks) <= false_alarm_bound(n, 0.01), sum(r > 0 for r in ranks)
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "t3", "scaled"])
+@pytest.mark.parametrize("kind", ["gaussian", "t3", "t2.5", "scaled"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_planted_rank_k_is_found_exactly(kind, k):
   rng = np.random.default_rng(7 * k)
   shape = (64, 192)
   theta_c = bbp.bbp_threshold(64 / 192)
-  ws = np.stack([planted(kind, rng, shape, theta_c * np.linspace(4.0, 5.0, k))[0] for _ in range(4)])
-  results = st.structure_rank_batch(ws.astype(np.float32), seed=5)
+  ws = np.stack([planted(kind, rng, shape, theta_c * np.linspace(4.0, 5.0, k), above_noise_top=2.5)[0]
+                 for _ in range(4)])
+  # Over-detection is a false alarm of the test after deflation (probability ~ level per matrix): at 1e-3 the
+  # 4 matrices x 8 cases of this test give exactly k unless the deflated null is wrong.
+  results = st.structure_rank_batch(ws.astype(np.float32), seed=5, level=1e-3)
   assert [r.rank for r in results] == [k] * 4
   for r in results:
     assert r.u.shape == (64, k) and r.v.shape == (192, k) and r.s.shape == (k,)
     assert r.singular_values.shape == r.null_thresholds.shape == r.p_values.shape == (k + 1,)
-    assert np.all(r.p_values[:k] <= 0.01) and r.p_values[k] > 0.01
+    assert np.all(r.p_values[:k] <= 1e-3) and r.p_values[k] > 1e-3
     assert np.all(r.singular_values[:k] > r.null_thresholds[:k])
 
 
@@ -164,3 +171,11 @@ def test_bad_input_is_named():
   batch[1, 0, 0] = np.inf
   good, bad = st.structure_rank_batch(batch)
   assert good.status == "ok" and bad.rank == -1 and bad.status.startswith("error") and "NaN or Inf" in bad.status
+
+
+def test_exactly_low_rank_matrix():
+  rng = np.random.default_rng(16)
+  u, v = rng.standard_normal((30, 2)), rng.standard_normal((70, 2))
+  r = st.structure_rank((u @ v.T).astype(np.float32), seed=0)
+  assert r.rank == 2 and r.status.startswith("ok")
+  assert r.singular_values[2] < 1e-4 * r.singular_values[0]  # what is left is float32 round-off
