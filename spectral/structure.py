@@ -89,8 +89,8 @@ class StructureOptions:
     refine_steps: Krylov blocks used to refine the accepted components of ``X`` before deflation.
     oversample: extra directions in the refinement block beyond the accepted components.
     resolution: a component whose statistic is below ``resolution`` times the matrix's top singular value is not
-      tested: after deflation in float32 the residual of an exactly low-rank matrix is round-off of that size,
-      and round-off left by a deflation is low-rank, not a null matrix.
+      tested: float32 Ritz values from the Gram-type products ``X X^T`` resolve singular values only down to about
+      ``sqrt(eps_32) ~ 3e-4`` of the top, so below that an exactly low-rank matrix shows only round-off.
   """
   draws: int = 24
   block: int = 8
@@ -98,7 +98,7 @@ class StructureOptions:
   p_value: str = "tail"
   refine_steps: int = 4
   oversample: int = 8
-  resolution: float = 1e-4
+  resolution: float = 1e-3
 
   def __post_init__(self):
     for name in ("draws", "block", "steps", "refine_steps"):

@@ -177,5 +177,5 @@ def test_exactly_low_rank_matrix():
   rng = np.random.default_rng(16)
   u, v = rng.standard_normal((30, 2)), rng.standard_normal((70, 2))
   r = st.structure_rank((u @ v.T).astype(np.float32), seed=0)
-  assert r.rank == 2 and r.status.startswith("ok")
-  assert r.singular_values[2] < 1e-4 * r.singular_values[0]  # what is left is float32 round-off
+  # The third singular value is round-off, below the float32 Ritz resolution (~sqrt(eps) of the top): not tested.
+  assert r.rank == 2 and r.status == "ok (remainder below resolution)" and r.singular_values.shape == (2,)
