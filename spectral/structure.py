@@ -21,27 +21,34 @@ any statistic computed the same way on all of them gives an exact Monte Carlo te
 - components after the first (see below) are tested on an estimated residual: approximate, measured.
 
 The statistic. ``T(X)`` = the top Ritz values of ``X / sqrt(N)`` from a block Krylov space (Musco & Musco 2015,
-arXiv:1504.05477) of ``steps`` blocks of width ``block`` grown from a seeded Gaussian start ``Y0`` shared by the
+arXiv:1504.05477) of ``steps`` blocks of width ``block`` (plus the accepted count, see below) grown from a seeded Gaussian start ``Y0`` shared by the
 observed matrix and every null draw. Because the same deterministic procedure is applied to ``X`` and to each
 ``X o S_d``, the exchangeability argument holds for ``T`` itself: an unconverged Krylov estimate cannot make the
 test anti-conservative (it can only cost power, and ``block * steps = 32`` Krylov directions put the Ritz value of
 a bulk edge within a fraction of its Tracy-Widom fluctuation). Ritz values never exceed the singular values they
 approximate (Cauchy interlacing).
 
-Sequential deflation. With ``k`` components accepted, the residual ``R_k = X - sum_{j<=k} sigma_j u_j v_j^T``
-(top-``k`` triplets of ``X`` refined by block Krylov) is tested: its Ritz values ``T_1(R_k) >= T_2(R_k) >= ...``
-(estimates of ``sigma_{k+1}(X), sigma_{k+2}(X), ...``) are compared with the null of the TOP Ritz value of the
-projected, energy-matched flips ``c P_u (R_k o S) P_v`` (``P_u``, ``P_v`` project off the removed components;
-``c`` restores on average the energy the projection takes from a flip, ``flip_energy_scale``). ``R_k`` lives in
-an ``(M - k) x (N - k)`` complement; plain flips of it would spread its energy over all ``M x N`` directions and
-put the null edge too low by a factor of about ``1 - k (1/M + 1/N) / 2`` (3.6% for ``k = 3`` in 32 x 128), which
-makes the test after deflation anti-conservative. The leading run of those beyond the null threshold is accepted (at most ``block`` per round) and the
-next round deflates them and tests again; the test stops at the first round that accepts nothing. Deflation keeps strong components from inflating the null of weaker ones (in ``X o S``
+Sequential deflation. With ``k`` components accepted (``L_hat``: the top-``k`` singular triplets of ``X``, refined
+by block Krylov and re-estimated together whenever more are accepted), the statistics are the ``(k+1)``-th,
+``(k+2)``-th, ... Ritz values of ``X`` (estimates of ``sigma_{k+1}(X), ...``), and each null draw is
+``L_hat + c (R o S_d)``: the accepted part kept, the residual ``R = X - L_hat`` sign-flipped, rescaled by ``c``
+(``flip_energy_scale``: the removal took the noise's energy in the removed directions, about ``k (1/M + 1/N)`` of
+it) and the same ``(k+1)``-th Ritz value taken. Keeping ``L_hat`` in the draws puts into the null what the
+components do to ``sigma_{k+1}`` in ``X``: interlacing, the bulk's reduced dimension, and the mixing of a large
+heavy-tailed entry with a component of similar size. (Flipping the residual alone spreads its energy over all
+``M x N`` directions while ``R`` has ``M - k`` and puts the null edge too low, by about 3.6% for ``k = 3`` in
+32 x 128; with heavy tails, deflating a component that had absorbed a large entry removed that entry from every
+later null: both made the test after deflation anti-conservative.) The leading run of statistics beyond the null
+threshold is accepted (at most ``block`` per round), and the next round tests again; the test stops at the first
+round that accepts nothing. Deflation keeps strong components from inflating the null of weaker ones (in ``X o S``
 a component's energy is spread into the noise). Under the global null (independent symmetric entries) the first
 comparison is the exact test at ``level``, so the family-wise false-alarm rate, ``P(rank >= 1)``, is ``level``
-(exactly with the Monte Carlo p-value, to the accuracy of the tail model otherwise). Comparing ``sigma_{k+2}`` with
-the null of the top value is conservative, and a residual that still holds true components has an inflated null,
-also conservative.
+(exactly with the Monte Carlo p-value, to the accuracy of the tail model otherwise). Later comparisons are
+approximate (``R`` stands in for the noise); comparing ``sigma_{k+2}`` with the null of ``sigma_{k+1}`` is
+conservative. Measured limits (docs/STRUCTURE.md): deflation flattens a strongly heterogeneous variance profile,
+so after deflation a ``D_r G D_c`` noise with a 16x variance range over-detects at about 2-4% at level 1%; with
+heavy tails, components no larger than the noise's largest entries mix with them and the rank is then off by one
+or two.
 
 P-values (``p_value``):
 - ``"tail"`` (default): the ``draws`` null values are fitted by a Tracy-Widom-1 location-scale law (mean and
