@@ -27,6 +27,18 @@ def _pin_threads(n: int) -> None:
                              f" intra_op_parallelism_threads={n}").strip()
 
 
+def gpt2_small_matrices(small: bool = False) -> dict:
+  """The 48 GPT-2-small-shaped matrices (12 blocks of 768x2304, 768x768, 768x3072, 3072x768; Student-t(3) entries
+  times 0.02, seed 0), or 2 blocks at 1/4 size with ``small``; float32 numpy arrays by name."""
+  import numpy as np
+
+  d, blocks = (192, 2) if small else (768, 12)
+  rng = np.random.default_rng(0)
+  shapes = {"attn.qkv": (d, 3 * d), "attn.proj": (d, d), "mlp.fc": (d, 4 * d), "mlp.proj": (4 * d, d)}
+  return {f"blocks.{b}.{k}": (0.02 * rng.standard_t(3, size=s)).astype(np.float32)
+          for b in range(blocks) for k, s in shapes.items()}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--small", action="store_true", help="2 blocks at 1/4 size, for a quick run")
@@ -42,11 +54,8 @@ def main() -> None:
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from spectral import analyze as analyze_lib
 
-  d, blocks = (192, 2) if args.small else (768, 12)
-  rng = np.random.default_rng(0)
-  shapes = {"attn.qkv": (d, 3 * d), "attn.proj": (d, d), "mlp.fc": (d, 4 * d), "mlp.proj": (4 * d, d)}
-  mats = {f"blocks.{b}.{k}": (0.02 * rng.standard_t(3, size=s)).astype(np.float32)
-          for b in range(blocks) for k, s in shapes.items()}
+  d = 192 if args.small else 768
+  mats = gpt2_small_matrices(args.small)
   print(f"{len(mats)} matrices, d={d}; backend={jax.default_backend()} device={jax.devices()[0].device_kind}; "
         f"threads={args.threads}")
 

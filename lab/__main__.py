@@ -6,6 +6,7 @@
   python -m lab sweep status SWEEP [--runs DIR]
   python -m lab sweep summarize SWEEP [--runs DIR]
   python -m lab analyze [--run NAME_OR_PATH] [--runs DIR] [--member I] [--step S] [--json P] [--csv P] [--randomize]
+                        [--no-structure]
 
 Examples:
   python -m lab main --quick
@@ -112,7 +113,9 @@ def add_analyze_parser(sub) -> None:
                  help="false-alarm level of the Tracy-Widom outlier count (default 0.01)")
   p.add_argument("--randomize", action="store_true",
                  help="add the entry-shuffled baseline (rand_* columns): the same metrics with the structure destroyed")
-  p.add_argument("--seed", type=int, default=0, help="seed of the --randomize shuffle (default 0)")
+  p.add_argument("--seed", type=int, default=0, help="seed of the --randomize shuffle and the structure null (default 0)")
+  p.add_argument("--no-structure", action="store_true",
+                 help="skip the structure rank of W - W0 (W0 regenerated from the member's seed; docs/STRUCTURE.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,8 +222,10 @@ def analyze_main(args) -> int:
   member = jax.tree_util.tree_map(lambda x: x[args.member], params)
   print(f"run {run_dir}, checkpoint step {step}")
   print(describe_member(run_dir, members[args.member], len(members)))
+  inits, spaces = (None, None) if args.no_structure else member_structure_inputs(cfg, member, args.member)
   report(weight_matrices(member), level=args.level, randomize=args.randomize, seed=args.seed,
-         json_path=args.json_path, csv_path=args.csv_path)
+         json_path=args.json_path, csv_path=args.csv_path, structure=not args.no_structure, inits=inits,
+         subspaces=spaces)
   return 0
 
 
@@ -238,6 +243,27 @@ def describe_member(run_dir: pathlib.Path, m: dict, count: int) -> str:
         values = ", ".join(f"{k} = {v}" for k, v in sorted(p["values"].items()))
         text += f"\nsweep point {pid}: {values}"
   return text
+
+
+def member_structure_inputs(cfg, member_params, index: int):
+  """For the structure columns of ``analyze``: member ``index``'s initial weight matrices ``W0``, regenerated from
+  its seed by the same vmapped initialisation over all members that training ran (so ``W - W0`` is exact), and
+  its named subspaces (``models.subspaces.matrix_subspaces``) from one held-out batch of its own data."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from models import subspaces, train
+  from models.data import make_task
+  from models.weight_matrices import weight_matrices
+
+  members = train.members_of(cfg)
+  keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
+  w0 = jax.jit(jax.vmap(lambda k, s: train.init_params(cfg, k, s)))(keys, train.member_hparams(members)["init_scale"])
+  w0 = jax.tree_util.tree_map(lambda x: x[index], w0)
+  tokens = make_task(cfg.data).eval_batch(jax.random.fold_in(keys[index], 2), 0, members[index].noise_p)[0]
+  model = nnx.merge(train.graphdef_of(cfg), member_params)
+  return weight_matrices(w0), subspaces.matrix_subspaces(model, tokens[:, :-1], include_circuits=False)
 
 
 def sweep_main(args) -> int:

@@ -1,10 +1,19 @@
-"""Command line: ``python -m spectral analyze WEIGHTS [--json PATH] [--csv PATH] [--level L] [--randomize]``.
+"""Command line: ``python -m spectral analyze WEIGHTS [--json PATH] [--csv PATH] [--level L] [--randomize]``
+``[--init W0] [--subspaces S.npz] [--fourier] [--no-structure]``.
 
 Prints one row per matrix (name, shape, status and the main metrics, each rounded to its uncertainty where it has
 one, with a line of units under the table) and writes the full table (every metric of
 ``spectral.metrics.METRIC_NAMES``) as JSON (a list of row objects) and/or CSV, saying where. Every array in the file
 gets a row: vectors (1-D arrays such as biases) with status ``skipped: ...``, bad matrices with ``error: ...``,
 matrices whose fits failed with ``fit failed: ...`` (``spectral.analyze``). ``--debug`` (anywhere) shows tracebacks.
+
+Structure (``spectral.structure``, docs/STRUCTURE.md): every row also gets ``structure_rank``, the number of
+singular directions the matrix's own sign-flip null cannot produce at ``--level``, with ``structure_status``; with
+``--init W0`` (a file with the same names) the update ``W - W0`` is analysed. The top structured component is
+attributed (``top_component``, ``top_overlap``, ``top_side``) to named subspaces when some are known: the arrays of
+``--subspaces S.npz`` (name -> basis ``(n, d)``; e.g. ``dc``, ``positions``, ``tokens``, ``teacher``), each tried
+on every matrix side with ``n`` rows, and with ``--fourier`` the Fourier modes ``fourier:k`` over the index of
+every side (meaningful for sides indexed by tokens or positions, such as an embedding's rows).
 
 Example: ``python -m spectral analyze weights.npz --randomize --json table.json``.
 """
@@ -27,12 +36,13 @@ from spectral import weights_io
 _SHOWN = (("alpha +- se", "alpha", "alpha_se"), ("xmin", "xmin", None), ("n_tail", "n_tail", None),
           ("log10_spectral_norm", "log10_spectral_norm", None), ("stable_rank", "stable_rank", None),
           ("mp_sigma2", "mp_sigma2", None), ("n_outliers", "n_outliers", None), ("mp_ks", "mp_ks", None),
-          ("spacing_ratio +- se", "spacing_ratio", "spacing_ratio_se"))
+          ("spacing_ratio +- se", "spacing_ratio", "spacing_ratio_se"),
+          ("structure_rank", "structure_rank", None), ("top_component", "top_component", None))
 _RAND_SHOWN = (("rand_alpha +- se", "rand_alpha", "rand_alpha_se"), ("rand_n_outliers", "rand_n_outliers", None),
                ("rand_mp_ks", "rand_mp_ks", None))
 UNITS = ("units: xmin, mp_sigma2 are eigenvalues of X = W^T W / N (squared weight-entry units); log10_spectral_norm = "
          "log10 of the largest; alpha (tail exponent), stable_rank, mp_ks (KS distance in [0, 1]) and spacing_ratio "
-         "(GOE 0.531, Poisson 0.386) have none; n_tail, n_outliers count eigenvalues (n_outliers: beyond the "
+         "(GOE 0.531, Poisson 0.386) have none; structure_rank counts singular directions beyond the sign-flip null (docs/STRUCTURE.md), top_component names the top one's best subspace (overlap); n_tail, n_outliers count eigenvalues (n_outliers: beyond the "
          "Tracy-Widom threshold at the false-alarm level)")
 RAND_UNITS = "rand_*: the same metrics of an entry-shuffled copy of the matrix (structure destroyed, entries kept)"
 
@@ -53,20 +63,40 @@ def _jsonable(v):
   return v
 
 
+def _shown(row, key) -> str:
+  if key == "top_component" and row.get("top_overlap") is not None:
+    return f"{row['top_component']} ({row['top_overlap']:.2f})"
+  return _fmt(row.get(key))
+
+
 def format_table(rows) -> str:
   shown = _SHOWN + (_RAND_SHOWN if rows and "rand_alpha" in rows[0] else ())
   head = ["name", "shape", "status", *(h for h, _, _ in shown)]
   body = [[r["name"], "x".join(map(str, r["shape"])), r["status"],
-           *(_fmt(r[k], r[se] if se else None) for _, k, se in shown)] for r in rows]
+           *(_shown(r, k) if k == "top_component" else _fmt(r.get(k), r.get(se) if se else None) for _, k, se in shown)] for r in rows]
   widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
   widths[2] = min(widths[2], 80)
   line = lambda cells: "  ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths))
   return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
-def report(matrices, *, level=0.01, randomize=False, seed=0, per_head=False, json_path=None, csv_path=None):
-  """Analyse ``matrices`` (name -> array), print the table and write it as JSON / CSV when paths are given."""
+def report(matrices, *, level=0.01, randomize=False, seed=0, per_head=False, json_path=None, csv_path=None,
+           structure=True, inits=None, subspaces=None):
+  """Analyse ``matrices`` (name -> array), print the table and write it as JSON / CSV when paths are given.
+
+  With ``structure`` the rows gain ``analyze.STRUCTURE_COLUMNS`` (``analyze.structure_table``: ``inits`` and
+  ``subspaces`` as there)."""
   rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=seed, per_head=per_head)
+  if structure:
+    extra = analyze_lib.structure_table(matrices, inits=inits, level=level, seed=seed, per_head=per_head,
+                                        subspaces=subspaces)
+    by_name = {more["name"]: more for more in extra}
+    for row in rows:
+      more = by_name.get(row["name"], {})
+      row.update({k: more.get(k) for k in analyze_lib.STRUCTURE_COLUMNS})
+  else:
+    for row in rows:
+      row.update(dict.fromkeys(analyze_lib.STRUCTURE_COLUMNS))
   print(format_table(rows))
   print(UNITS + (f"; {RAND_UNITS}" if randomize else ""))
   if json_path:
@@ -92,6 +122,11 @@ def add_analyze_parser(sub) -> None:
   p.add_argument("--randomize", action="store_true", help="add the entry-shuffled baseline (rand_* columns)")
   p.add_argument("--seed", type=int, default=0, help="seed of the --randomize shuffle (default 0)")
   p.add_argument("--per-head", action="store_true", help="also analyse each head of 3-D attention kernels")
+  p.add_argument("--init", metavar="W0", help="initial weights (same names): analyse the structure of the update W - W0")
+  p.add_argument("--subspaces", metavar="S.npz",
+                 help=".npz of named bases (n, d) to attribute the top structured component to")
+  p.add_argument("--fourier", action="store_true", help="attribute to the Fourier modes over every side's index too")
+  p.add_argument("--no-structure", action="store_true", help="skip the structure rank (faster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,9 +147,41 @@ def _main(argv: list[str]) -> int:
   if not 0 < args.level < 1:
     raise ValueError(f"--level: expected a probability in (0, 1), got {args.level}")
   arrays = weights_io.load_weights(args.weights)
+  inits = weights_io.load_weights(args.init) if args.init else None
+  subspaces = _subspaces(args.subspaces, args.fourier, arrays, args.per_head)
   report(arrays, level=args.level, randomize=args.randomize, seed=args.seed, per_head=args.per_head,
-         json_path=args.json_path, csv_path=args.csv_path)
+         json_path=args.json_path, csv_path=args.csv_path, structure=not args.no_structure, inits=inits,
+         subspaces=subspaces)
   return 0
+
+
+def _subspaces(path, fourier: bool, matrices, per_head: bool) -> dict | None:
+  """Matrix name -> (left, right) named bases: the arrays of ``--subspaces`` (a 1-D array is one direction) on each
+  side whose length matches, and with ``--fourier`` the Fourier modes over every side; ``None`` if neither."""
+  if not path and not fourier:
+    return None
+  from spectral import attribution
+
+  named = {}
+  if path:
+    with np.load(path, allow_pickle=False) as loaded:
+      for name in loaded.files:
+        basis = np.asarray(loaded[name], np.float64)
+        if basis.ndim not in (1, 2) or basis.shape[0] < 2 or not np.all(np.isfinite(basis)):
+          raise ValueError(f"--subspaces: {name} must be a finite (n, d) basis with n >= 2, got shape "
+                           f"{basis.shape}")
+        named[name] = basis.reshape(basis.shape[0], -1)
+  out = {}
+  for name, x in analyze_lib.expand_matrices(matrices, per_head):
+    shape = np.shape(x)
+    if len(shape) != 2 or min(shape) < 2:
+      continue
+    left, right = attribution.split_by_side(named, shape)
+    if fourier:
+      left, right = {**attribution.fourier_subspaces(shape[0]), **left}, {**attribution.fourier_subspaces(shape[1]),
+                                                                          **right}
+    out[name] = (left, right)
+  return out
 
 
 if __name__ == "__main__":
