@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.__main__ import main, member_structure_inputs
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import train
 from models.weight_matrices import weight_matrices
 from spectral import analyze
