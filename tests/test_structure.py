@@ -1,0 +1,166 @@
+"""Structure rank against the sign-flip null (spectral/structure.py): known answers, invariances, bad input."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from spectral import attribution, bbp
+from spectral import structure as st
+
+
+def noise(kind: str, rng, shape) -> np.ndarray:
+  """Null matrices of ``shape`` (..., a, b) with unit-variance-scale entries of the named law."""
+  if kind == "gaussian":
+    return rng.standard_normal(shape)
+  if kind == "t3":
+    return rng.standard_t(3.0, shape)
+  if kind == "t2.5":
+    return rng.standard_t(2.5, shape)
+  if kind == "scaled":  # D_r G D_c, scales uniform in [0.5, 2]
+    rows = rng.uniform(0.5, 2.0, shape[:-1] + (1,))
+    cols = rng.uniform(0.5, 2.0, shape[:-2] + (1, shape[-1]))
+    return rows * rng.standard_normal(shape) * cols
+  raise ValueError(kind)
+
+
+def planted(kind: str, rng, shape, thetas):
+  """``W = sum_i theta_i u_i v_i^T + E / sqrt(N)`` (BBP convention) with the noise ``E`` of ``kind`` scaled to unit
+  variance per entry on average; returns (W, u (a, k), v (b, k))."""
+  a, b = shape
+  n = max(a, b)
+  e = noise(kind, rng, shape)
+  e = e / np.sqrt(np.mean(e**2))
+  u = np.linalg.qr(rng.standard_normal((a, len(thetas))))[0]
+  v = np.linalg.qr(rng.standard_normal((b, len(thetas))))[0]
+  return (u * np.asarray(thetas)) @ v.T + e / np.sqrt(n), u, v
+
+
+def false_alarm_bound(n: int, level: float, tail: float = 1e-3) -> int:
+  """The largest count of false alarms among ``n`` exact tests at ``level`` that is not rejected at ``tail``."""
+  return int(stats.binom.ppf(1.0 - tail, n, level))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "t3", "t2.5", "scaled"])
+def test_null_matrices_have_structure_rank_zero(kind):
+  rng = np.random.default_rng(["gaussian", "t3", "t2.5", "scaled"].index(kind))
+  ws = noise(kind, rng, (16, 24, 80)).astype(np.float32)
+  ranks = [r.rank for r in st.structure_rank_batch(ws, level=0.01, seed=3)]
+  assert all(r >= 0 for r in ranks)
+  assert sum(r > 0 for r in ranks) <= false_alarm_bound(16, 0.01), ranks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gaussian", "t3", "t2.5", "scaled"])
+def test_null_false_alarm_rate_over_many_seeds(kind):
+  rng = np.random.default_rng(10 + ["gaussian", "t3", "t2.5", "scaled"].index(kind))
+  n = 400
+  ws = noise(kind, rng, (n, 32, 128)).astype(np.float32)
+  ranks = [r.rank for r in st.structure_rank_batch(ws, level=0.01, seed=4)]
+  assert sum(r > 0 for r in ranks) <= false_alarm_bound(n, 0.01), sum(r > 0 for r in ranks)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "t3", "scaled"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_planted_rank_k_is_found_exactly(kind, k):
+  rng = np.random.default_rng(7 * k)
+  shape = (64, 192)
+  theta_c = bbp.bbp_threshold(64 / 192)
+  ws = np.stack([planted(kind, rng, shape, theta_c * np.linspace(4.0, 5.0, k))[0] for _ in range(4)])
+  results = st.structure_rank_batch(ws.astype(np.float32), seed=5)
+  assert [r.rank for r in results] == [k] * 4
+  for r in results:
+    assert r.u.shape == (64, k) and r.v.shape == (192, k) and r.s.shape == (k,)
+    assert r.singular_values.shape == r.null_thresholds.shape == r.p_values.shape == (k + 1,)
+    assert np.all(r.p_values[:k] <= 0.01) and r.p_values[k] > 0.01
+    assert np.all(r.singular_values[:k] > r.null_thresholds[:k])
+
+
+def test_components_are_the_planted_directions_in_original_coordinates():
+  rng = np.random.default_rng(11)
+  theta_c = bbp.bbp_threshold(48 / 160)
+  w, u, v = planted("gaussian", rng, (160, 48), [6.0 * theta_c, 4.0 * theta_c])  # tall: oriented internally
+  r = st.structure_rank(w.astype(np.float32), seed=0)
+  assert r.rank == 2 and r.u.shape == (160, 2) and r.v.shape == (48, 2)
+  predicted_u, predicted_v = bbp.bbp_overlaps([6.0 * theta_c, 4.0 * theta_c], 48 / 160)
+  np.testing.assert_allclose(np.sum((u.T @ r.u) ** 2, axis=0), predicted_u, atol=0.05)
+  np.testing.assert_allclose(np.sum((v.T @ r.v) ** 2, axis=0), predicted_v, atol=0.05)
+  recon = np.sqrt(160) * (r.u * r.s) @ r.v.T
+  top = np.linalg.svd(w * 1.0, compute_uv=True)
+  best = (top[0][:, :2] * top[1][:2]) @ top[2][:2]
+  np.testing.assert_allclose(recon, best, atol=1e-3 * np.abs(best).max() + 1e-4)
+  np.testing.assert_allclose(r.s, top[1][:2] / np.sqrt(160), rtol=1e-4)
+
+
+def test_update_from_init_is_analysed():
+  rng = np.random.default_rng(12)
+  w0 = rng.standard_t(3.0, (40, 120)).astype(np.float32)  # heavy-tailed init: structure lives only in dW
+  dw, _, _ = planted("gaussian", rng, (40, 120), [5.0 * bbp.bbp_threshold(40 / 120)])
+  w = w0 + 0.01 * dw.astype(np.float32)
+  assert st.structure_rank(w, init=w0, seed=1).rank == 1
+  zero = st.structure_rank(w0, init=w0)
+  assert zero.rank == 0 and zero.status == "ok (zero matrix)"
+
+
+def test_planted_named_directions_are_attributed():
+  rng = np.random.default_rng(13)
+  n_tokens, d = 64, 96
+  four = attribution.fourier_basis(n_tokens, 3)
+  dc = attribution.fourier_basis(n_tokens, 0)
+  u = np.stack([four[:, 0], dc[:, 0]], axis=1)
+  v = np.linalg.qr(rng.standard_normal((d, 2)))[0]
+  theta_c = bbp.bbp_threshold(n_tokens / d)
+  w = (u * np.array([8.0, 6.0]) * theta_c) @ v.T + rng.standard_normal((n_tokens, d)) / np.sqrt(d)
+  r = st.structure_rank(w.astype(np.float32), seed=2)
+  assert r.rank == 2
+  subspaces = {**attribution.fourier_subspaces(n_tokens), "dc": dc}
+  found = attribution.attribute(r.u, subspaces, threshold=0.9)
+  assert found[0][0] == "fourier:3" and found[0][1] >= 0.9
+  assert found[1][0] in ("dc", "fourier:0") and found[1][1] >= 0.9
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+  rng = np.random.default_rng(14)
+  theta_c = bbp.bbp_threshold(32 / 96)
+  ws = np.stack([planted("t3", rng, (32, 96), [3.0 * theta_c])[0] for _ in range(3)]).astype(np.float32)
+  a = st.structure_rank_batch(ws, seed=9)
+  b = st.structure_rank_batch(ws, seed=9)
+  c = st.structure_rank_batch(ws, seed=10)
+  for x, y in zip(a, b):
+    for field in ("singular_values", "null_thresholds", "p_values", "u", "v", "s"):
+      assert np.array_equal(getattr(x, field), getattr(y, field)), field
+  assert any(not np.array_equal(x.null_thresholds, z.null_thresholds) for x, z in zip(a, c))
+
+
+def test_monte_carlo_p_values_and_options():
+  rng = np.random.default_rng(15)
+  w = noise("gaussian", rng, (24, 64)).astype(np.float32)
+  r = st.structure_rank(w, p_value="mc", draws=99, seed=0)
+  assert r.rank >= 0 and "Monte Carlo" in r.method
+  assert np.all((r.p_values * 100) == np.round(r.p_values * 100))  # (1 + #exceedances) / (B + 1)
+  with pytest.raises(ValueError, match="draws"):
+    st.structure_rank(w, p_value="mc", draws=20)
+  with pytest.raises(ValueError, match="p_value"):
+    st.structure_rank(w, p_value="bootstrap")
+  with pytest.raises(TypeError):
+    st.structure_rank(w, not_an_option=1)
+  capped = st.structure_rank(planted("gaussian", rng, (24, 64), [5.0, 4.0, 3.0])[0], max_rank=2)
+  assert capped.rank == 2 and capped.status == "ok (max_rank reached)"
+
+
+def test_bad_input_is_named():
+  with pytest.raises(ValueError, match="NaN"):
+    st.structure_rank(np.full((8, 8), np.nan, np.float32))
+  with pytest.raises(ValueError, match="2-D"):
+    st.structure_rank(np.ones(5, np.float32))
+  with pytest.raises(ValueError, match="both dimensions"):
+    st.structure_rank(np.ones((0, 5), np.float32))
+  with pytest.raises(ValueError, match="init"):
+    st.structure_rank(np.ones((4, 5), np.float32), init=np.ones((5, 4), np.float32))
+  with pytest.raises(ValueError, match="level"):
+    st.structure_rank(np.eye(4, dtype=np.float32), level=1.5)
+  with pytest.raises(ValueError, match="ws"):
+    st.structure_rank_batch(np.ones((4, 5), np.float32))
+  batch = np.random.default_rng(0).standard_normal((2, 8, 12)).astype(np.float32)
+  batch[1, 0, 0] = np.inf
+  good, bad = st.structure_rank_batch(batch)
+  assert good.status == "ok" and bad.rank == -1 and bad.status.startswith("error") and "NaN or Inf" in bad.status
