@@ -53,26 +53,36 @@ Tolerance (fixed here, before any run):
   10% bounds the finite-size shift; the same rule with the threshold of a wrong theory FAILs (tests).
   INCONCLUSIVE when the mean overlap does not cross 1/2 inside the grid (nothing learned, or the grid misses the
   transition) or a member diverged.
-- (a) per run of rank k, at ``theta >= 3`` (outliers at ``theta + 1/theta >= 3.3`` against the bulk edge 2, in noise
-  units: missed with negligible probability), the number of structured non-DC, non-positional directions of ``dM``
-  equals k in every seed but at most ``Binomial(seeds, LEVEL)``'s 99% quantile (false alarms of the null at its
-  level). ``dW`` of the embedding and unembedding: reported with the same rule, not part of the verdict (the network
-  can spread the map over both factors and the MLP in any proportion).
+- (a) per run of rank k at ``theta = theta_rank``: the number of structured non-DC, non-positional directions of
+  ``dM`` equals k in every seed but at most ``Binomial(seeds, LEVEL)``'s 99% quantile (false alarms of the null at its
+  level), judged only where the test has power by construction. In noise units the outliers sit at ``theta +
+  1/theta``; the sign-flip null of the first round spreads the energy of all k planted directions into its draws, so
+  its bulk edge moves from 2 to ``2 sqrt(1 + k theta^2 / (V - 1))`` (and later rounds, with fewer directions left,
+  are easier). ``rank_test_power = (theta + 1/theta) / (2 sqrt(1 + k theta^2 / (V - 1)))`` must be at least
+  ``POWER_MARGIN = 1.25``, which covers the 99% Tracy-Widom quantile of the null's top singular value at ``V - 1 =
+  15`` (about +17% above the edge: ``2^(4/3) N^(-2/3) (2.02 + 1.21) / 8``) and the spread of the tail fit on 24
+  draws. Below it the count is reported as underpowered, not judged: at V = 16 and theta = 6 that is k >= 3 (power
+  1.08; the network's maps measured 0-1 directions there, the measurement's limit, not the network's). The largest
+  judgeable k is about ``(V - 1) / 4 / 1.25^2`` (theta -> infinity). ``dW`` of the embedding, unembedding and MLP
+  matrices: reported with the same rule, not part of the verdict (the network can spread the map over its factors
+  in any proportion; with ``d_model > V`` the random initial embedding is already injective, so it need not move).
 
-The structure rank: ``spectral.structure.structure_rank`` when available (issue 12). Until then this module uses
-``interim_structure_rank`` (Onatski's eigenvalue-difference test, below) and says so in the
-verdict's ``measured["structure_rank_method"]``.
+The structure rank is ``spectral.structure.structure_rank`` (the matrix's own deflated sign-flip null, Hong, Sheng &
+Dobriban 2020, exact for independent entries with any variance profile: the sampling noise of ``M_hat`` has
+variance ``1 / (n pi(x) P(y | x))``, a profile, not a constant) at level ``LEVEL``; attribution by
+``spectral.attribution.subspace_overlaps``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import pathlib
 
 import numpy as np
 
+from spectral.attribution import subspace_overlaps
+from spectral.structure import StructureOptions, structure_rank_batch
 from theory_checks import common
 from theory_checks.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
@@ -81,7 +91,10 @@ LEVEL = 0.01
 THETA_C = 1.0  # Benaych-Georges & Nadakuditi 2012: q^(1/4) with q = 1
 FINITE_SIZE = 0.10
 BOOTSTRAP = 2000
-MATRICES = ("map", "embed", "unembed", "mlp_in", "mlp_out")  # the token-to-logit map, then dW of each matrix
+POWER_MARGIN = 1.25
+MATRIX_NAMES = {"embed.embedding": "embed", "unembed.kernel": "unembed", "blocks.0.mlp_in.kernel": "mlp_in",
+                "blocks.0.mlp_out.kernel": "mlp_out"}
+MATRICES = ("map", *MATRIX_NAMES.values())  # the token-to-logit map, then dW of each weight matrix
 ATTRIBUTION = 0.5  # a direction belongs to a named subspace when at least half its squared norm lies there
 
 
@@ -113,10 +126,10 @@ class Design:
 
 QUICK = Design(vocab_size=16, rank=2, seq_len=2, train_sequences=2560, batch_size=64, d_model=32, steps=1000,
                learning_rate=1e-2, thetas=(0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0), seeds=5, ranks=(1, 2, 3),
-               theta_rank=3.0)
+               theta_rank=6.0)
 FULL = Design(vocab_size=32, rank=2, seq_len=2, train_sequences=10240, batch_size=128, d_model=64, steps=2000,
               learning_rate=1e-2, thetas=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0), seeds=10,
-              ranks=(1, 2, 3, 4, 6), theta_rank=3.0)
+              ranks=(1, 2, 3, 4), theta_rank=6.0)
 
 
 def effective_snr(p, beta: float, transitions: int, vocab_size: int, rank: int):
@@ -162,84 +175,10 @@ def rank_config(design: Design, rank: int, tag: str):
   beta = beta_for(design.theta_rank, design.transitions, design.vocab_size, rank)
   over = _base_overrides(design, rank, beta) | {"data.noise_p": [0.0], "data.regime_names": [f"k={rank}"],
                                                 "train.members_per_regime": design.seeds}
-  return with_overrides(RunConfig(name=f"checks_learning_bbp_rank{rank}_{tag}"), over)
+  return with_overrides(RunConfig(name=f"checks_learning_bbp_rank{rank}_theta{design.theta_rank:g}_{tag}"), over)
 
 
 # --- structure rank and attribution ----------------------------------------------------------------------------------
-# Interim stand-ins for spectral.structure.structure_rank and spectral.attribution.subspace_overlaps (issue 12), with
-# the same names of result fields, so that the switch is an import.
-
-
-@dataclasses.dataclass(frozen=True)
-class InterimStructureResult:
-  rank: int
-  singular_values: np.ndarray
-  null_thresholds: np.ndarray
-  u: np.ndarray  # (a, rank)
-  v: np.ndarray  # (b, rank)
-  s: np.ndarray  # (rank,)
-  level: float
-  method: str = "interim: Onatski (2009) eigenvalue-difference test, simulated null"
-  status: str = "ok"
-
-
-def _gap_statistics(eigenvalues: np.ndarray, start: int, span: int) -> np.ndarray:
-  """``max_{start < i <= start + span} (l_i - l_{i+1}) / (l_{i+1} - l_{i+2})`` over the last axis (descending ``l``,
-  1-based ``i``): Onatski's (2009) eigenvalue-difference statistic."""
-  l = eigenvalues[..., start: start + span + 2]
-  return np.max((l[..., :-2] - l[..., 1:-1]) / np.maximum(l[..., 1:-1] - l[..., 2:], 1e-300), axis=-1)
-
-
-@functools.lru_cache(maxsize=32)
-def _gap_null(shape: tuple[int, int], span: int, draws: int, seed: int) -> np.ndarray:
-  """Null draws of the gap statistic at ``start = 0`` for iid N(0, 1) matrices of ``shape``."""
-  g = np.random.default_rng([seed, 2009]).normal(size=(draws, *shape))
-  return _gap_statistics(np.linalg.svd(g, compute_uv=False) ** 2, 0, span)
-
-
-def interim_structure_rank(w, *, init=None, level: float = LEVEL, seed: int = 0, span: int = 4,
-                           draws: int = 2000) -> InterimStructureResult:
-  """Number of singular directions of ``dW = w - init`` separated from the rest by a spectral gap, at ``level``.
-
-  Onatski 2009 (Econometrica 77:1447): with ``l_i`` the squared singular values (descending), ``H0: r = r0`` is
-  rejected against ``r0 < r <= r0 + span`` when ``max_{r0 < i <= r0 + span} (l_i - l_{i+1}) / (l_{i+1} - l_{i+2})``
-  exceeds the ``1 - level`` quantile of its null; the estimate is the first ``r0`` not rejected. The statistic is free
-  of the noise scale and, asymptotically, a functional of the Tracy-Widom edge (any bulk with a square-root edge), so
-  its null is simulated once per shape from iid Gaussian matrices (``draws``, fixed seed). An interim measurement
-  until ``spectral.structure.structure_rank`` (issue 12) exists; an entry-shuffle null with deflation was tried first
-  and discarded: a trained network fits the sampling noise with a decaying, non-Marchenko-Pastur bulk, whose top
-  exceeds every iid null of the same Frobenius norm (ranks of 7 and more on maps with two planted directions).
-  """
-  b = np.asarray(w, np.float64) - (0.0 if init is None else np.asarray(init, np.float64))
-  u, s, vt = np.linalg.svd(b, full_matrices=False)
-  lam = s**2
-  m = min(b.shape)
-  thresholds, rank = [], 0
-  while rank + span + 2 <= m:
-    crit = float(np.quantile(_gap_null((m, max(b.shape)), span, draws, seed), 1.0 - level))
-    thresholds.append(crit)
-    if _gap_statistics(lam, rank, span) <= crit:
-      break
-    rank += 1
-  return InterimStructureResult(rank=rank, singular_values=s, null_thresholds=np.asarray(thresholds),
-                                u=u[:, :rank], v=vt[:rank].T, s=s[:rank], level=level)
-
-
-def interim_subspace_overlaps(vectors, subspaces) -> dict[str, np.ndarray]:
-  """``||P_S v_i||^2`` for each column ``v_i`` of ``vectors`` (n, k) (normalised) and each named subspace ``S``
-  (an (n, d) matrix whose columns span it)."""
-  vec = np.asarray(vectors, np.float64)
-  vec = vec / np.maximum(np.linalg.norm(vec, axis=0, keepdims=True), 1e-300)
-  out = {}
-  for name, basis in subspaces.items():
-    q, _ = np.linalg.qr(np.asarray(basis, np.float64))
-    out[name] = np.sum((q.T @ vec) ** 2, axis=0)
-  return out
-
-
-structure_rank = interim_structure_rank
-subspace_overlaps = interim_subspace_overlaps
-STRUCTURE_METHOD = "interim_structure_rank (issue 12's structure_rank not merged yet)"
 
 
 def subspace_overlap(a, b) -> float:
@@ -271,9 +210,9 @@ def attribute(result, left: dict, right: dict) -> dict:
 # --- measurement -----------------------------------------------------------------------------------------------------
 
 
-def measure_run(run) -> list[dict]:
+def measure_run(run, seed: int = 0) -> list[dict]:
   """Per member of a finished teacher run: overlaps of ``dM``'s top-k subspaces with the teacher, and the structure
-  rank (with attributions) of ``dM``, ``dW_embed`` and ``dW_unembed``."""
+  rank (with attributions) of ``dM`` and of ``dW`` of the embedding, unembedding and MLP matrices."""
   import jax
   import jax.numpy as jnp
 
@@ -297,25 +236,22 @@ def measure_run(run) -> list[dict]:
   k = u_t.shape[1]
   ones = np.ones((v, 1))
   complement = np.linalg.svd(np.eye(v) - 1.0 / v)[0][:, : v - 1]  # orthonormal basis of the ones vector's complement
+  # The centred map lives on the (V-1)-dimensional complement of the ones vector: analysed in a basis of it (in the
+  # V x V coordinates centring makes the entries dependent), its directions mapped back to tokens.
+  inner = structure_rank_batch(np.einsum("ta,mtu,ub->mab", complement, d_map, complement), level=LEVEL, seed=seed)
+  results = dict(map=[dataclasses.replace(r, u=complement @ r.u, v=complement @ r.v) for r in inner])
+  for j, name in enumerate(MATRIX_NAMES):
+    results[MATRIX_NAMES[name]] = structure_rank_batch(np.asarray(mats[name]), inits=np.asarray(mats0[name]),
+                                                       level=LEVEL, seed=seed + 1 + j)
+  tokens_in, tokens_out = dict(teacher=u_t, dc=ones), dict(teacher=w_t, dc=ones)
   rows = []
   for i, m in enumerate(members):
     uu, _, vvt = np.linalg.svd(d_map[i])
     overlap_u, overlap_w = subspace_overlap(u_t, uu[:, :k]), subspace_overlap(w_t, vvt[:k].T)
-    positions = pos[i].T  # (d_model, L)
-    tokens_in, tokens_out = dict(teacher=u_t, dc=ones), dict(teacher=w_t, dc=ones)
-    seed = 1000 * i
-    # The centred map lives on the (V-1)-dimensional complement of the ones vector: analysed in a basis of it (its
-    # noise is iid there, not in the V x V coordinates, where centring correlates the entries), directions mapped back.
-    inner = structure_rank(complement.T @ d_map[i] @ complement, level=LEVEL, seed=seed)
-    in_tokens = dataclasses.replace(inner, u=complement @ inner.u, v=complement @ inner.v)
-    counts = dict(map=attribute(in_tokens, tokens_in, tokens_out))
-    for j, (name, left, right) in enumerate([("embed.embedding", tokens_in, dict(positions=positions)),
-                                             ("unembed.kernel", dict(positions=positions), tokens_out),
-                                             ("blocks.0.mlp_in.kernel", dict(positions=positions), {}),
-                                             ("blocks.0.mlp_out.kernel", {}, dict(positions=positions))]):
-      res = structure_rank(np.asarray(mats[name][i]), init=np.asarray(mats0[name][i]), level=LEVEL,
-                           seed=seed + 1 + j)
-      counts[name.split(".")[-2]] = attribute(res, left, right)
+    positions = dict(positions=pos[i].T)  # (d_model, L)
+    sides = dict(map=(tokens_in, tokens_out), embed=(tokens_in, positions), unembed=(positions, tokens_out),
+                 mlp_in=(positions, {}), mlp_out=({}, positions))
+    counts = {mat: attribute(results[mat][i], *sides[mat]) for mat in MATRICES}
     steps, test_loss = run.metric("test_loss", m.index)
     rows.append(dict(member=m.index, seed_index=m.seed_index, noise_p=m.noise_p,
                      overlap_u=overlap_u, overlap_w=overlap_w, overlap=0.5 * (overlap_u + overlap_w),
@@ -394,13 +330,19 @@ def simulate_plugin(design: Design, thetas, seeds: int, seed: int = 0) -> np.nda
   return out
 
 
-def judge_ranks(rank_rows: dict[int, list[dict]], seeds: int) -> tuple[str, dict]:
+def rank_test_power(theta: float, rank: int, vocab_size: int) -> float:
+  """Outlier ``theta + 1/theta`` over the first-round sign-flip null edge ``2 sqrt(1 + k theta^2 / (V - 1))``."""
+  return (theta + 1.0 / theta) / (2.0 * math.sqrt(1.0 + rank * theta**2 / (vocab_size - 1)))
+
+
+def judge_ranks(rank_rows: dict[int, list[dict]], seeds: int, theta: float, vocab_size: int) -> tuple[str, dict]:
   """(a): per k, the seeds whose map has exactly k learned structured directions; allowed misses: the Binomial
-  (seeds, LEVEL) 99% quantile."""
+  (seeds, LEVEL) 99% quantile; judged where ``rank_test_power >= POWER_MARGIN``."""
   allowed = common.binomial_upper_quantile(seeds, LEVEL, 0.99)
-  table, ok = {}, True
+  table, ok, judged = {}, True, 0
   for k, rows in sorted(rank_rows.items()):
-    entry = {}
+    power = rank_test_power(theta, k, vocab_size)
+    entry = dict(power=power, judged=bool(power >= POWER_MARGIN))
     for mat in MATRICES:
       learned = [r["counts"][mat]["learned"] for r in rows]
       entry[mat] = dict(learned=learned, rank=[r["counts"][mat]["rank"] for r in rows],
@@ -410,9 +352,12 @@ def judge_ranks(rank_rows: dict[int, list[dict]], seeds: int) -> tuple[str, dict
       entry[mat]["pass"] = entry[mat]["misses"] <= allowed
     entry["seeds"] = [r["seed_index"] for r in rows]
     entry["overlap_mean"] = float(np.mean([r["overlap"] for r in rows]))
-    ok &= entry["map"]["pass"]
+    if entry["judged"]:
+      ok &= entry["map"]["pass"]
+      judged += 1
     table[k] = entry
-  return (PASS if ok else FAIL), dict(allowed_misses=allowed, table=table)
+  status = INCONCLUSIVE if judged == 0 else (PASS if ok else FAIL)
+  return status, dict(allowed_misses=allowed, theta=theta, power_margin=POWER_MARGIN, table=table)
 
 
 def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = THETA_C, seed: int = 0,
@@ -421,7 +366,7 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
   beta = float(sweep.config["data"]["teacher_scale"])
   n = int(sweep.info["data"]["train_transitions"])
   v, k = design.vocab_size, design.rank
-  rows = measure_run(sweep)
+  rows = measure_run(sweep, seed)
   thetas = np.asarray(design.thetas)
   theta_of = lambda p: float(effective_snr(p, beta, n, v, k))
   by_theta = {t: [r for r in rows if abs(theta_of(r["noise_p"]) - t) < 1e-6] for t in design.thetas}
@@ -429,8 +374,8 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
   status_b, facts_b = judge_transition(thetas, overlaps, theta_c_pred=theta_c_pred, seed=seed)
   rank_rows = {k: by_theta[design.theta_max]} if design.theta_max >= design.theta_rank else {}
   for kk, run in rank_runs.items():
-    rank_rows[kk] = measure_run(run)
-  status_a, facts_a = judge_ranks(rank_rows, design.seeds)
+    rank_rows[kk] = measure_run(run, seed)
+  status_a, facts_a = judge_ranks(rank_rows, design.seeds, design.theta_rank, v)
   diverged = [r["member"] for rr in [rows, *rank_rows.values()] for r in rr if r["diverged"]]
   if diverged:
     status = INCONCLUSIVE
@@ -452,12 +397,13 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
                 theory_overlap=predicted_overlap(grid, theta_c_pred), theta_c=theta_c_pred,
                 theta_half_predicted=facts_b["theta_half_predicted"], theta_half_measured=facts_b["theta_half_measured"],
                 theta_half_se=facts_b["theta_half_se"], chance_overlap=k / (v - 1),
-                ranks=sorted(facts_a["table"]),
+                ranks=sorted(facts_a["table"]), theta_rank=design.theta_rank,
+                rank_judged=[facts_a["table"][kk]["judged"] for kk in sorted(facts_a["table"])],
                 **{f"rank_{mat}_learned_by_seed": [facts_a["table"][kk][mat]["learned"] for kk in sorted(facts_a["table"])]
                    for mat in MATRICES})
   measured = dict(theta_half=facts_b["theta_half_measured"], theta_half_se=facts_b["theta_half_se"],
                   plugin_theta_half=plugin_half, transition_status=status_b, rank_status=status_a,
-                  structure_rank_method=STRUCTURE_METHOD,
+                  structure_rank_method=StructureOptions().method() + f", level {LEVEL}",
                   **{f"{mat}_learned_rank_k{kk}": facts_a["table"][kk][mat]["learned"]
                      for kk in facts_a["table"] for mat in MATRICES})
   if diverged:
@@ -466,7 +412,8 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
     measured["reason"] = facts_b["reason"]
   predicted = dict(theta_half=f"sqrt(2) theta_c = {facts_b['theta_half_predicted']:.4f} +- "
                    f"{facts_b['allowed_deviation']:.4f}",
-                   **{f"map_learned_rank_k{kk}": kk for kk in facts_a["table"]})
+                   **{f"map_learned_rank_k{kk}": kk if facts_a["table"][kk]["judged"] else f"{kk} (underpowered: not "
+                      f"judged, power {facts_a['table'][kk]['power']:.2f} < {POWER_MARGIN})" for kk in facts_a["table"]})
   details = [dict(part="design", **dataclasses.asdict(design), beta=beta, transitions=n, level=LEVEL,
                   finite_size=FINITE_SIZE),
              dict(part="transition", **facts_b), dict(part="ranks", **facts_a),
@@ -484,7 +431,8 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
       f"{FINITE_SIZE:.0%} of sqrt(2) theta_c (finite-V shift of the plug-in estimator, +3..6% at V = 16, 32); "
       f"INCONCLUSIVE without a crossing in the grid; (a) at theta = {design.theta_rank:g}, learned structured "
       f"directions of dM == k in all seeds but Binomial({design.seeds}, {LEVEL}) 99% quantile = "
-      f"{facts_a['allowed_misses']}",
+      f"{facts_a['allowed_misses']}, judged where (theta + 1/theta) / (2 sqrt(1 + k theta^2/(V-1))) >= "
+      f"{POWER_MARGIN} (k = {[kk for kk in facts_a['table'] if facts_a['table'][kk]['judged']]})",
       status=status, measured=measured, predicted=predicted, details=details, run=str(sweep.path), series=series)
 
 
