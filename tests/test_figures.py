@@ -14,7 +14,8 @@ import pytest
 
 import figure_fixtures
 from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
-                     metrics_evolution, registry, spacing_ratios, style, tw_histogram)
+                     metrics_evolution, registry, spacing_ratios, structure_rank_vs_k, style, teacher_overlap,
+                     tw_histogram)
 from figures.__main__ import main as figures_main
 from lab.main_job import tiny_config
 from models import run_folder
@@ -121,7 +122,8 @@ def test_spacing_ratios(tiny_run, tmp_path):
   assert integrate.quad(spacing_ratios.poisson_ratio, 0, 1)[0] == pytest.approx(1.0)
 
 
-CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2)]
+CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2),
+                 (teacher_overlap, 2), (structure_rank_vs_k, 1)]
 
 
 @pytest.mark.parametrize("module,n_panels", CHECK_FIGURES, ids=[m.NAME for m, _ in CHECK_FIGURES])
@@ -143,6 +145,8 @@ def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
       assert panel["orthogonal_max_deviation"] < 1e-6 and "tanh_hist" in panel
   if module is tw_histogram:
     np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
+  if module is structure_rank_vs_k:
+    assert plotted["counts"]["map"] == series["rank_map_learned_by_seed"] and plotted["judged"] == [True, True, False]
 
 
 def test_hessian_figure_from_dense_eigenvalues(tmp_path):

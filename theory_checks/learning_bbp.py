@@ -127,7 +127,7 @@ class Design:
 QUICK = Design(vocab_size=16, rank=2, seq_len=2, train_sequences=2560, batch_size=64, d_model=32, steps=1000,
                learning_rate=1e-2, thetas=(0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0), seeds=5, ranks=(1, 2, 3),
                theta_rank=6.0)
-FULL = Design(vocab_size=32, rank=2, seq_len=2, train_sequences=10240, batch_size=128, d_model=64, steps=2000,
+FULL = Design(vocab_size=32, rank=2, seq_len=2, train_sequences=10240, batch_size=128, d_model=32, steps=2000,
               learning_rate=1e-2, thetas=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0), seeds=10,
               ranks=(1, 2, 3, 4), theta_rank=6.0)
 
