@@ -86,6 +86,32 @@ def affine_noise_entropy_rate(p: float, vocab_size: int) -> float:
   return symbol_entropy(p, vocab_size)
 
 
+def affine_bayes_margin(p: float, vocab_size: int) -> float:
+  """``beta(p) = ln(1 + (1 - p) V / p)``: the log-odds of the rule's token over any other under the affine-noise
+  chain (``inf`` at ``p = 0``, 0 at ``p = 1``)."""
+  if not 0.0 <= p <= 1.0:
+    raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+  return math.inf if p == 0.0 else math.log1p((1.0 - p) * vocab_size / p)
+
+
+def affine_bayes_log_probability_map(p: float, cfg: DataConfig) -> np.ndarray:
+  """The Bayes-optimal next-token log-probabilities of the affine-noise chain, ``L[x, y] = log(p / V + (1 - p)
+  1[y = f(x)])`` with ``f(x) = (a x + b) mod V`` (``V x V`` float64; needs ``0 < p``).
+
+  ``L = log(p / V) 11^T + beta(p) Pi`` with ``Pi[x, y] = 1[y = f(x)]``. When ``gcd(a, V) = 1``, ``f`` is a bijection,
+  ``Pi`` a permutation matrix (orthogonal, ``Pi 1 = Pi^T 1 = 1``), and the centred map ``J L J = beta(p) (Pi - 11^T /
+  V) = beta(p) Pi J`` (``J = I - 11^T / V``) has singular values ``beta(p)`` with multiplicity ``V - 1`` and one 0:
+  the noise knob ``p`` moves one scale, ``beta(p)``, of a full-rank, flat-spectrum map.
+  """
+  if not 0.0 < p <= 1.0:
+    raise ValueError(f"p: expected a probability in (0, 1] (the map is -inf off the rule at p = 0), got {p}")
+  v = cfg.vocab_size
+  x = np.arange(v)
+  rule = np.zeros((v, v))
+  rule[x, (cfg.affine_a * x + cfg.affine_b) % v] = 1.0
+  return np.log(p / v + (1.0 - p) * rule)
+
+
 def _chain_batch(v: int, length: int, batch: int, key: jax.Array, p, next_of: Callable) -> jax.Array:
   k0, kmask, knoise = jax.random.split(key, 3)
   x0 = jax.random.randint(k0, (batch,), 0, v, dtype=jnp.int32)

@@ -145,3 +145,19 @@ def test_run_json_records_the_planted_subspaces(tmp_path):
     assert m["entropy_rate_exact"] and m["entropy_rate_bits"] == pytest.approx(
         make_task(cfg.data).entropy_rate(m["noise_p"])[0])
     assert np.isfinite(run.metric("test_loss", m["index"])[1]).all()
+
+
+@pytest.mark.parametrize("p, v", [(0.5, 64), (0.9, 16), (0.05, 32)])
+def test_affine_bayes_map_is_beta_times_a_centred_permutation(p, v):
+  from models.data import affine_bayes_log_probability_map, affine_bayes_margin
+  cfg = DataConfig(vocab_size=v)
+  s = np.linalg.svd(centre_rows_and_columns(affine_bayes_log_probability_map(p, cfg)), compute_uv=False)
+  beta = affine_bayes_margin(p, v)
+  assert beta == pytest.approx(math.log(1 + (1 - p) * v / p))
+  np.testing.assert_allclose(s[: v - 1], beta, rtol=1e-12)
+  assert s[-1] < 1e-10 * beta
+  # Not a permutation (gcd(a, V) = 2): the flat spectrum is lost, so the test above can fail.
+  s2 = np.linalg.svd(centre_rows_and_columns(affine_bayes_log_probability_map(p, DataConfig(vocab_size=v, affine_a=2))),
+                     compute_uv=False)
+  assert not np.allclose(s2[: v - 1], beta, rtol=1e-3)
+  assert affine_bayes_margin(1.0, v) == 0.0 and affine_bayes_margin(0.0, v) == math.inf
