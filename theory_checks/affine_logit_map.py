@@ -24,7 +24,9 @@ exactly the loss a 20% margin error costs). For ``p = 1`` the map should have no
 deviation of ``M_c`` off the rule, 0 for the Bayes map) are reported, not judged: a finitely trained network keeps a
 residue of its random initial map there, which costs about ``p off_rule_std^2 / 2`` nats and makes the spectrum of
 ``M_c`` non-flat (singular values ``beta +- O(off_rule_std sqrt(V))``); the quick run, 300 steps, measured
-``off_rule_std`` = 0.39 at p = 0.5 (alignment 0.71, excess loss 0.05 nats) with the margin within 1% of ``beta``.
+``off_rule_std`` = 0.39 at p = 0.5 (alignment 0.71, excess loss 0.05 nats) with the margin within 1% of ``beta``;
+the main job's run (V = 64, 600 steps, 3 seeds) margin 4.195 against ``beta(0.5) = ln 65 = 4.174``, alignment 0.85,
+``off_rule_std`` 0.22, excess loss 0.020 nats; at p = 0 the margin had reached 12.7 (no finite prediction).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def check_run(run) -> Verdict:
       "(models.data.affine_bayes_log_probability_map)",
       tolerance=f"each regime with 0 < p < 1: mean margin / beta(p) in [{1 - MARGIN_TOLERANCE}, "
       f"{1 + MARGIN_TOLERANCE}] (a 20% margin error costs 0.06 nats at V = 32, p = 0.5); alignment and off-rule "
-      "spread reported; INCONCLUSIVE when its held-out loss exceeds the entropy rate by > {MAX_EXCESS_NATS} nats",
+      f"spread reported; INCONCLUSIVE when its held-out loss exceeds the entropy rate by > {MAX_EXCESS_NATS} nats",
       status=status, measured=measured, predicted=predicted, details=[dict(table=table), *rows], run=str(run.path),
       series=dict(regime=regs, p=[table[r]["p"] for r in regs], beta=[table[r]["beta"] for r in regs],
                   margin=[table[r]["margin"] for r in regs], alignment=[table[r]["alignment"] for r in regs]))
