@@ -127,26 +127,33 @@ def attribute(vectors, subspaces: Mapping[str, object], threshold: float = 0.5) 
   return out
 
 
-def attribute_components(u, v, subspaces: Mapping[str, object], threshold: float = 0.5) -> list[dict]:
-  """Attribute singular triplets: each column of ``u`` (a, k) and ``v`` (b, k) to the subspaces whose row count
-  matches its side (a subspace of ``a`` rows is tried on ``u``, of ``b`` rows on ``v``; both when ``a == b``).
+def split_by_side(subspaces: Mapping[str, object], shape) -> tuple[dict, dict]:
+  """Split one mapping of named bases into (left, right) for a matrix of ``shape`` (a, b) by row count: a basis of
+  ``a`` rows goes left, of ``b`` rows right (both when ``a == b``), others nowhere."""
+  a, b = int(shape[0]), int(shape[1])
+  left = {name: basis for name, basis in subspaces.items() if np.shape(basis)[0] == a}
+  right = {name: basis for name, basis in subspaces.items() if np.shape(basis)[0] == b}
+  return left, right
+
+
+def attribute_components(u, v, left: Mapping[str, object], right: Mapping[str, object],
+                         threshold: float = 0.5) -> list[dict]:
+  """Attribute singular triplets: each column of ``u`` (a, k) to the ``left`` subspaces (bases of ``a`` rows) and
+  of ``v`` (b, k) to the ``right`` ones.
 
   Returns one dict per component: ``left`` and ``right`` as ``(name, overlap)`` (``("other", best)`` below
-  ``threshold``; ``None`` when no subspace fits that side), and ``best``: the side, name and overlap of the larger
-  named match (``None`` if neither side has a named match).
+  ``threshold``; ``None`` when that side has no subspaces), and ``best``: ``(side, name, overlap)`` of the larger
+  named match, or ``None`` if neither side has one.
   """
   u, v = _as_matrix(u, "u"), _as_matrix(v, "v")
   if u.shape[1] != v.shape[1]:
     raise ValueError(f"u, v: expected the same number of components, got {u.shape[1]} and {v.shape[1]}")
-  sides = {}
-  for side, vecs in (("left", u), ("right", v)):
-    fit = {name: b for name, b in subspaces.items() if np.shape(b)[0] == vecs.shape[0]}
-    sides[side] = attribute(vecs, fit, threshold) if fit else [None] * vecs.shape[1]
+  sides = {side: attribute(vecs, subs, threshold) if subs else [None] * vecs.shape[1]
+           for side, vecs, subs in (("left", u, left), ("right", v, right))}
   out = []
   for j in range(u.shape[1]):
-    left, right = sides["left"][j], sides["right"][j]
-    named = [(side, m) for side, m in (("left", left), ("right", right)) if m is not None and m[0] != OTHER]
+    lj, rj = sides["left"][j], sides["right"][j]
+    named = [(side, m) for side, m in (("left", lj), ("right", rj)) if m is not None and m[0] != OTHER]
     best = max(named, key=lambda sm: sm[1][1]) if named else None
-    out.append({"left": left, "right": right,
-                "best": None if best is None else (best[0], best[1][0], best[1][1])})
+    out.append({"left": lj, "right": rj, "best": None if best is None else (best[0], best[1][0], best[1][1])})
   return out

@@ -44,7 +44,9 @@ def test_attribute_best_match_or_other():
   assert found[0] == ("fourier:5", pytest.approx(1.0))
   assert found[1][0] == "dc" and found[1][1] > 0.9
   assert found[2][0] == "other" and found[2][1] < 1e-12
-  comps = at.attribute_components(vecs[:, :2], np.eye(4)[:, :2], {"dc": np.ones((n, 1)), "e0": np.eye(4)[:, :1]})
+  left, right = at.split_by_side({"dc": np.ones((n, 1)), "e0": np.eye(4)[:, :1]}, (n, 4))
+  assert list(left) == ["dc"] and list(right) == ["e0"]
+  comps = at.attribute_components(vecs[:, :2], np.eye(4)[:, :2], left, right)
   assert comps[0]["left"][0] == "other" and comps[0]["right"] == ("e0", pytest.approx(1.0))
   assert comps[0]["best"] == ("right", "e0", pytest.approx(1.0))
   assert comps[1]["best"][:2] == ("left", "dc")
