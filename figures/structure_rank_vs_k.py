@@ -49,28 +49,34 @@ def make_figure(verdict: dict, out_dir: str | pathlib.Path, *, columns: int = 2)
                  mlp_in=style.OKABE_ITO[1], mlp_out=style.OKABE_ITO[7])
   labels = dict(map="token-to-logit map", embed=r"$dW$ embedding", unembed=r"$dW$ unembedding",
                 mlp_in=r"$dW$ MLP in", mlp_out=r"$dW$ MLP out")
-  mats = list(d["counts"])
+  groups = [[m for m in ("map", "embed", "unembed") if m in d["counts"]],
+            [m for m in ("mlp_in", "mlp_out") if m in d["counts"]]]
+  groups = [g for g in groups if g]
   with plt.rc_context(style.RC):
-    fig, (ax,) = style.panel_grid(1, columns, panel_height=2.6 if columns == 2 else 2.2)
-    width = 0.8 / len(mats)
-    for i, m in enumerate(mats):
-      off = (i - (len(mats) - 1) / 2) * width
-      for j, (k, row) in enumerate(zip(ks, d["counts"][m])):
-        row = np.asarray(row, np.float64)
-        jitter = np.linspace(-0.4, 0.4, row.size) * width
-        face = colours[m] if d["judged"][j] else "white"
-        ax.scatter(k + off + jitter, row, s=10, facecolors=face, edgecolors=colours[m], lw=0.7,
-                   label=labels[m] if j == 0 else None, zorder=3)
-        ax.plot([k + off - width / 2, k + off + width / 2], [row.mean()] * 2, color=colours[m], lw=1.2)
-    for j, k in enumerate(ks):
-      ax.plot([k - 0.45, k + 0.45], [k, k], color=style.THEORY_COLOUR, lw=0.9, ls="--",
-              label="prediction: rank = k" if j == 0 else None)
-    ax.set_xticks(ks)
-    ax.set_xlabel("planted teacher rank k" + ("" if all(d["judged"]) else " (hollow: test underpowered, not judged)"))
-    ax.set_ylabel("learned structured directions")
+    fig, axes = style.panel_grid(len(groups), columns, max_per_row=2 if columns == 2 else 1,
+                                 panel_height=2.4 if columns == 2 else 1.9)
+    for ax, mats, title in zip(axes, groups, ("token-side: map and its factors", "MLP (model side)")):
+      width = 0.8 / len(mats)
+      for i, m in enumerate(mats):
+        off = (i - (len(mats) - 1) / 2) * width
+        for j, (k, row) in enumerate(zip(ks, d["counts"][m])):
+          row = np.asarray(row, np.float64)
+          jitter = np.linspace(-0.4, 0.4, row.size) * width
+          face = colours[m] if d["judged"][j] else "white"
+          ax.scatter(k + off + jitter, row, s=10, facecolors=face, edgecolors=colours[m], lw=0.7,
+                     label=labels[m] if j == 0 else None, zorder=3)
+          ax.plot([k + off - width / 2, k + off + width / 2], [row.mean()] * 2, color=colours[m], lw=1.2)
+      for j, k in enumerate(ks):
+        ax.plot([k - 0.45, k + 0.45], [k, k], color=style.THEORY_COLOUR, lw=0.9, ls="--",
+                label="prediction: rank = k" if j == 0 else None)
+      ax.set_xticks(ks)
+      ax.set_xlabel("planted teacher rank k")
+      ax.set_ylabel("learned structured directions")
+      ax.set_title(title)
+      ax.legend(frameon=False, fontsize=6.5, loc="upper left" if ax is axes[0] else "center right")
     theta = d["theta_rank"]
-    ax.set_title("structure rank vs k" + (f" at theta = {theta:g}" if theta is not None else "") + ", one dot per seed")
-    ax.legend(frameon=False, fontsize=6.5, loc="upper left")
-    style.suptitle(fig, f"Structure rank of what was learned against the planted rank [{d['status']}]", columns)
+    note = "" if all(d["judged"]) else ", hollow: underpowered"
+    style.suptitle(fig, "Structure rank vs planted rank k" + (f" at theta = {theta:g}" if theta is not None else "") +
+                   f" (dots: seeds{note}) [{d['status']}]", columns)
   runs, config = inputs.check_provenance(verdict)
   return style.save_figure(fig, pathlib.Path(out_dir) / NAME, figure=NAME, runs=runs, config=config, plotted=d)

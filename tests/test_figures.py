@@ -123,7 +123,7 @@ def test_spacing_ratios(tiny_run, tmp_path):
 
 
 CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 2),
-                 (teacher_overlap, 2), (structure_rank_vs_k, 1)]
+                 (teacher_overlap, 2), (structure_rank_vs_k, 2)]
 
 
 @pytest.mark.parametrize("module,n_panels", CHECK_FIGURES, ids=[m.NAME for m, _ in CHECK_FIGURES])
