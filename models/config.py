@@ -18,7 +18,7 @@ from typing import Any
 from models.activations import ACTIVATIONS
 
 DATA_KINDS = ("affine_noise", "noise", "markov", "modular", "random_labels", "copy", "reverse", "dyck", "grammar",
-              "text")
+              "text", "teacher")
 MODULAR_OPS = ("add", "sub", "mul")
 
 
@@ -38,6 +38,12 @@ class DataConfig:
 
   ``task_seed`` fixes the random structure every member shares (the Markov permutation, the modular train/test
   split and label shuffle, the grammar), so members differ only in their own seeds.
+
+  ``teacher``: a Markov chain whose next-token logits are a planted rank-``teacher_rank`` map over the vocabulary,
+  ``P(y | x) = (1 - p) softmax(teacher_scale * A[x])_y + p / V`` (``models.data.Teacher``; ``teacher_scale`` is the
+  root-mean-square teacher logit at ``p = 0``). ``teacher_train_sequences``: 0 draws fresh training data every step;
+  ``n > 0`` trains every member on its own fixed pool of ``n`` sequences (``n * seq_len`` transitions), so the
+  empirical map it can learn is the teacher plus sampling noise.
   """
 
   kind: str = "affine_noise"
@@ -80,6 +86,12 @@ class DataConfig:
   """text: byte or char tokens"""
   heldout_fraction: float = 0.1
   """text: fraction of the corpus held out for evaluation (its end)"""
+  teacher_rank: int = 2
+  """teacher: rank k of the planted next-token logit map (1 <= k <= vocab_size - 1)"""
+  teacher_scale: float = 1.0
+  """teacher: signal strength, the root-mean-square teacher logit at p = 0"""
+  teacher_train_sequences: int = 0
+  """teacher: 0 draws fresh training data every step; n > 0 trains on a fixed pool of n sequences per member"""
 
   def __post_init__(self):
     if self.kind not in DATA_KINDS:
@@ -130,6 +142,15 @@ class DataConfig:
         raise ValueError(f"data.text_level: expected 'byte' or 'char', got {self.text_level!r}")
       if not 0.0 < self.heldout_fraction < 1.0:
         raise ValueError(f"data.heldout_fraction: expected in (0, 1), got {self.heldout_fraction}")
+    if self.kind == "teacher":
+      if not 1 <= self.teacher_rank <= self.vocab_size - 1:
+        raise ValueError(f"data.teacher_rank: expected an integer in [1, vocab_size - 1 = {self.vocab_size - 1}] "
+                         f"(the teacher map has no constant-vector component), got {self.teacher_rank}")
+      if not self.teacher_scale >= 0.0:
+        raise ValueError(f"data.teacher_scale: expected >= 0, got {self.teacher_scale}")
+      if self.teacher_train_sequences < 0:
+        raise ValueError(f"data.teacher_train_sequences: expected >= 0 (0 = fresh data every step), got "
+                         f"{self.teacher_train_sequences}")
 
 
 INIT_SCHEMES = ("gaussian", "orthogonal", "flax_default")

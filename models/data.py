@@ -32,6 +32,14 @@ symbol w.p. ``p/n``":
 - ``grammar``: a random probabilistic context-free grammar (``task_seed``) whose rule probabilities are
   ``softmax(logits / grammar_temperature)`` (low temperature: nearly deterministic; high: uniform choices), emitted as
   a stream of sentences. Rate estimated: the derivation entropy per token (Monte Carlo), an upper bound.
+- ``teacher``: a planted rank-``k`` teacher. ``A = U diag(s) W^T`` (``V x V``) with ``U``, ``W`` (``V x k``)
+  orthonormal columns orthogonal to the constant vector (so every row and column of ``A`` sums to zero) and ``s_i =
+  V / sqrt(k)`` (``||A||_F = V``: the teacher logits ``beta A`` have root-mean-square ``beta`` = ``teacher_scale``).
+  The chain ``x_0 ~ pi``, ``P(x_{t+1} = y | x_t = x) = (1 - p) softmax(beta A[x])_y + p / V`` with ``pi`` its
+  stationary distribution, so every transition is stationary. Exact rate ``sum_x pi(x) H(P(. | x))`` (``pi`` by
+  power iteration in float64). With ``teacher_train_sequences = n > 0`` each member trains on its own fixed pool of
+  ``n`` sequences (held-out batches stay fresh draws): the rate is then the held-out floor, and the training loss can
+  go below it.
 - ``text``: English documentation (``pydoc``: CPython's ``pydoc_data.topics``), Python source (``stdlib``) or a
   user's file, byte- or character-level; the last ``heldout_fraction`` of the corpus is held out. Rate estimated by
   LZMA compression of the training split (an upper bound).
@@ -76,6 +84,32 @@ def noisy_bound(h0: float, p: float, n: int) -> float:
 def affine_noise_entropy_rate(p: float, vocab_size: int) -> float:
   """Exact entropy rate in bits per token of the affine-noise chain (conditional entropy of x_{t+1} given x_t)."""
   return symbol_entropy(p, vocab_size)
+
+
+def affine_bayes_margin(p: float, vocab_size: int) -> float:
+  """``beta(p) = ln(1 + (1 - p) V / p)``: the log-odds of the rule's token over any other under the affine-noise
+  chain (``inf`` at ``p = 0``, 0 at ``p = 1``)."""
+  if not 0.0 <= p <= 1.0:
+    raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+  return math.inf if p == 0.0 else math.log1p((1.0 - p) * vocab_size / p)
+
+
+def affine_bayes_log_probability_map(p: float, cfg: DataConfig) -> np.ndarray:
+  """The Bayes-optimal next-token log-probabilities of the affine-noise chain, ``L[x, y] = log(p / V + (1 - p)
+  1[y = f(x)])`` with ``f(x) = (a x + b) mod V`` (``V x V`` float64; needs ``0 < p``).
+
+  ``L = log(p / V) 11^T + beta(p) Pi`` with ``Pi[x, y] = 1[y = f(x)]``. When ``gcd(a, V) = 1``, ``f`` is a bijection,
+  ``Pi`` a permutation matrix (orthogonal, ``Pi 1 = Pi^T 1 = 1``), and the centred map ``J L J = beta(p) (Pi - 11^T /
+  V) = beta(p) Pi J`` (``J = I - 11^T / V``) has singular values ``beta(p)`` with multiplicity ``V - 1`` and one 0:
+  the noise knob ``p`` moves one scale, ``beta(p)``, of a full-rank, flat-spectrum map.
+  """
+  if not 0.0 < p <= 1.0:
+    raise ValueError(f"p: expected a probability in (0, 1] (the map is -inf off the rule at p = 0), got {p}")
+  v = cfg.vocab_size
+  x = np.arange(v)
+  rule = np.zeros((v, v))
+  rule[x, (cfg.affine_a * x + cfg.affine_b) % v] = 1.0
+  return np.log(p / v + (1.0 - p) * rule)
 
 
 def _chain_batch(v: int, length: int, batch: int, key: jax.Array, p, next_of: Callable) -> jax.Array:
@@ -307,6 +341,155 @@ def _grammar_task(cfg: DataConfig) -> Task:
   return Task(cfg, sample, lambda p: (noisy_bound(derivation_bits(), p, v), False))
 
 
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """A planted rank-``k`` bilinear teacher over ``V`` tokens: logits ``beta A[x]`` with ``A = U diag(s) W^T``.
+
+  Attributes:
+    u: ``(V, k)`` float64, orthonormal columns orthogonal to the ones vector: the input-token side (rows of ``A``).
+    w: ``(V, k)`` float64, the same for the next-token side (columns of ``A``).
+    singular_values: ``(k,)`` float64, each ``V / sqrt(k)``, so ``||A||_F = V`` and the entries of ``A`` have
+      root-mean-square 1.
+    scale: ``beta`` (``data.teacher_scale``), the root-mean-square teacher logit.
+  """
+
+  u: np.ndarray
+  w: np.ndarray
+  singular_values: np.ndarray
+  scale: float
+
+  @property
+  def vocab_size(self) -> int:
+    return self.u.shape[0]
+
+  @property
+  def rank(self) -> int:
+    return self.u.shape[1]
+
+  def logit_map(self) -> np.ndarray:
+    """``beta A`` (``V x V``, float64): row ``x`` is the teacher's logits for the token after ``x``."""
+    return self.scale * (self.u * self.singular_values) @ self.w.T
+
+  def transition_matrix(self, p: float) -> np.ndarray:
+    """``P = (1 - p) softmax(beta A) + p / V`` row-wise (``V x V``, float64, rows sum to 1)."""
+    if not 0.0 <= p <= 1.0:
+      raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+    z = self.logit_map()
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (1.0 - p) * e / e.sum(axis=1, keepdims=True) + p / self.vocab_size
+
+  def info(self) -> dict:
+    """What run.json records (``info["data"]``): the planted subspaces, for attributing learned directions."""
+    return dict(teacher_rank=self.rank, teacher_scale=self.scale, teacher_u=self.u.tolist(),
+                teacher_w=self.w.tolist(), teacher_singular_values=self.singular_values.tolist())
+
+
+def make_teacher(vocab_size: int, rank: int, scale: float, seed: int) -> Teacher:
+  """The teacher of ``(vocab_size, rank, scale)`` drawn from ``seed``: ``U``, ``W`` are the Q factors of column-centred
+  Gaussian ``V x k`` matrices (Haar on the ``(V - 1)``-dimensional complement of the ones vector)."""
+  if not 1 <= rank <= vocab_size - 1:
+    raise ValueError(f"rank: expected an integer in [1, vocab_size - 1 = {vocab_size - 1}], got {rank}")
+  rng = np.random.default_rng([seed, 20240611, 13])
+
+  def frame():
+    g = rng.normal(size=(vocab_size, rank))
+    q, r = np.linalg.qr(g - g.mean(axis=0))
+    return q * np.sign(np.diagonal(r))[None, :]
+
+  u, w = frame(), frame()
+  return Teacher(u, w, np.full(rank, vocab_size / math.sqrt(rank)), float(scale))
+
+
+def teacher_of(cfg: DataConfig) -> Teacher:
+  """The teacher a ``kind = "teacher"`` config plants (from ``task_seed``)."""
+  return make_teacher(cfg.vocab_size, cfg.teacher_rank, cfg.teacher_scale, cfg.task_seed)
+
+
+def stationary_distribution(transition: np.ndarray, *, tol: float = 1e-15, max_iter: int = 100_000) -> np.ndarray:
+  """The stationary ``pi`` (``pi P = pi``, ``sum pi = 1``) of a row-stochastic matrix with positive entries, by power
+  iteration in float64 (positive entries make the chain primitive, so the iteration converges geometrically)."""
+  transition = np.asarray(transition, np.float64)
+  pi = np.full(transition.shape[0], 1.0 / transition.shape[0])
+  for _ in range(max_iter):
+    nxt = pi @ transition
+    nxt /= nxt.sum()
+    if np.abs(nxt - pi).max() < tol:
+      return nxt
+    pi = nxt
+  raise RuntimeError(f"stationary_distribution: power iteration did not converge to {tol} in {max_iter} steps")
+
+
+def markov_entropy_rate(transition: np.ndarray) -> float:
+  """Entropy rate in bits of the stationary chain: ``sum_x pi(x) H(P(. | x))`` (Cover & Thomas, Theorem 4.2.4)."""
+  transition = np.asarray(transition, np.float64)
+  logs = np.log2(np.where(transition > 0, transition, 1.0))
+  return float(stationary_distribution(transition) @ -(transition * logs).sum(axis=1))
+
+
+def _stationary_jax(transition):
+  """``pi`` of a positive row-stochastic matrix in float32 on device: a row of ``P^(2^30)`` by repeated squaring."""
+  def square(m, _):
+    m = m @ m
+    return m / m.sum(axis=1, keepdims=True), None
+
+  power, _ = jax.lax.scan(square, transition, None, length=30)
+  return power.mean(axis=0)
+
+
+def teacher_sequences(teacher: Teacher, length: int, keys: jax.Array, p) -> jax.Array:
+  """One stationary sequence of ``length`` tokens of the teacher chain at noise ``p`` (may be traced) per key:
+  int32 ``(len(keys), length)``, sequence ``i`` a function of ``keys[i]`` and ``p`` only."""
+  v = teacher.vocab_size
+  logits = jnp.asarray(teacher.logit_map(), jnp.float32)
+  log_pi = jnp.log(_stationary_jax((1.0 - p) * jax.nn.softmax(logits, axis=1) + p / v))
+
+  def one(key):
+    k0, kmask, knoise, knext = jax.random.split(key, 4)
+    x0 = jax.random.categorical(k0, log_pi).astype(jnp.int32)
+    replace = jax.random.uniform(kmask, (length - 1,)) < p
+    noise = jax.random.randint(knoise, (length - 1,), 0, v, dtype=jnp.int32)
+
+    def advance(x, inputs):
+      rep, nz, k = inputs
+      nxt = jnp.where(rep, nz, jax.random.categorical(k, logits[x]).astype(jnp.int32))
+      return nxt, nxt
+
+    _, rest = jax.lax.scan(advance, x0, (replace, noise, jax.random.split(knext, length - 1)))
+    return jnp.concatenate([x0[None], rest])
+
+  return jax.vmap(one)(keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledTask(Task):
+  """A task trained on a fixed pool of ``pool_size`` sequences per member, drawn with replacement.
+
+  Pool sequence ``i`` is ``sample_sequences(fold_in(k_pool, i)[None], p)`` with ``k_pool`` from the member's data
+  key, so the pool is a function of (member key, p) only and never materialised: a step draws ``batch_size`` indices
+  and generates just those sequences. Held-out batches (``eval_batch``) stay fresh draws from the process itself.
+  """
+
+  sample_sequences: Callable | None = None
+  pool_size: int = 0
+
+  def train_batch(self, key, step, p):
+    kpool, korder = jax.random.split(key)
+    idx = jax.random.randint(jax.random.fold_in(korder, step), (self.cfg.batch_size,), 0, self.pool_size)
+    return self.sample_sequences(jax.vmap(lambda i: jax.random.fold_in(kpool, i))(idx), p), self.weights
+
+
+def _teacher_task(cfg: DataConfig) -> Task:
+  teacher = teacher_of(cfg)
+  length = cfg.seq_len + 1
+  sequences = lambda keys, p: teacher_sequences(teacher, length, keys, p)
+  sample = lambda key, p, train: sequences(jax.random.split(key, cfg.batch_size), p)
+  rate = lambda p: (markov_entropy_rate(teacher.transition_matrix(p)), True)
+  info = teacher.info() | dict(train_transitions=cfg.teacher_train_sequences * cfg.seq_len)
+  if cfg.teacher_train_sequences == 0:
+    return Task(cfg, sample, rate, info=info)
+  return PooledTask(cfg, sample, rate, info=info, sample_sequences=sequences, pool_size=cfg.teacher_train_sequences)
+
+
 def load_corpus(cfg: DataConfig) -> tuple[np.ndarray, list[str] | None]:
   """The text corpus as int32 token ids and, for character level, the sorted alphabet (``None`` for bytes)."""
   src = cfg.text_source
@@ -386,4 +569,6 @@ def make_task(cfg: DataConfig) -> Task:
     return _dyck_task(cfg)
   if cfg.kind == "grammar":
     return _grammar_task(cfg)
+  if cfg.kind == "teacher":
+    return _teacher_task(cfg)
   return _text_task(cfg)

@@ -71,8 +71,26 @@ def hessian_verdict(seed=0, classes=3):
                   measured=dict(outliers=classes), predicted=dict(outliers=f"{classes - 1} or {classes}"))
 
 
+def learning_bbp_verdict(seed=0, seeds=5):
+  rng = np.random.default_rng(seed)
+  theta = np.array([0.5, 1.0, 1.5, 2.0, 3.0])
+  grid = np.linspace(0.05, 3.2, 50)
+  by_seed = np.clip(np.maximum(1 - theta[:, None] ** -2.0, 0.15) + rng.normal(0, 0.05, (theta.size, seeds)), 0, 1)
+  ranks = [1, 2, 3]
+  counts = lambda: [[k] * seeds for k in ranks]
+  return _verdict("learning_bbp", dict(
+      theta=theta.tolist(), overlap_mean=by_seed.mean(1).tolist(), overlap_min=by_seed.min(1).tolist(),
+      overlap_max=by_seed.max(1).tolist(), overlap_by_seed=by_seed.tolist(), theory_theta=grid.tolist(),
+      theory_overlap=np.where(grid > 1, 1 - grid ** -2.0, 0).tolist(), theta_c=1.0, theta_half_predicted=2**0.5,
+      theta_half_measured=1.5, theta_half_se=0.1, plugin_overlap_mean=by_seed.mean(1).tolist(), chance_overlap=0.13,
+      map_learned_mean=[0, 0, 1, 2, 2], ranks=ranks, rank_judged=[True, True, False], theta_rank=6.0,
+      rank_map_learned_by_seed=counts(), rank_embed_learned_by_seed=counts(), rank_unembed_learned_by_seed=counts(),
+      rank_mlp_in_learned_by_seed=counts(), rank_mlp_out_learned_by_seed=counts()),
+      measured=dict(transition_status="PASS", rank_status="PASS"))
+
+
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
-                hessian_outliers=hessian_verdict)
+                hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict)
 
 
 def write_verdicts(checks_dir) -> dict:

@@ -15,7 +15,8 @@ import pytest
 
 import figure_fixtures
 from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
-                     metrics_evolution, registry, spacing_ratios, style, tw_histogram)
+                     metrics_evolution, registry, spacing_ratios, structure_rank_vs_k, style, teacher_overlap,
+                     tw_histogram)
 from figures.__main__ import main as figures_main
 from models.presets import tiny_config
 from models import run_folder
@@ -126,7 +127,8 @@ def test_spacing_ratios(tiny_run, tmp_path):
   assert integrate.quad(spacing_ratios.poisson_ratio, 0, 1)[0] == pytest.approx(1.0)
 
 
-CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 1)]
+CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 1),
+                 (teacher_overlap, 2), (structure_rank_vs_k, 2)]
 
 
 def series_names(module, verdict) -> list[str]:
@@ -154,6 +156,8 @@ def test_check_figures_from_stored_verdicts(tmp_path, module, n_panels):
     np.testing.assert_allclose(plotted["scaled_lmax"], series["scaled_lmax"])
   if module is hessian_spectrum:
     assert plotted["outlier_count"] == 3 and plotted["ritz_values"][:3] == [10.5, 9.8, 8.9]
+  if module is structure_rank_vs_k:
+    assert plotted["counts"]["map"] == series["rank_map_learned_by_seed"] and plotted["judged"] == [True, True, False]
 
 
 REAL_CHECKS = {  # each check at a size of seconds

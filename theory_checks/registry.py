@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from theory_checks import (bbp, hessian_outliers, ht_generalisation, jacobian_spectra, mp_at_init, noise_structure,
-                            random_labels, rank_collapse, tw_fluctuations, wigner_goe)
+from theory_checks import (affine_logit_map, bbp, hessian_outliers, ht_generalisation, jacobian_spectra, learning_bbp,
+                            mp_at_init, noise_structure, random_labels, rank_collapse, tw_fluctuations, wigner_goe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,10 @@ CHECKS = {c.name: c for c in [
           "Spearman + bootstrap CI", ht_generalisation.run),
     Check(hessian_outliers.NAME, "10. Hessian of a C-class classifier: bulk + about C (or C-1) outliers",
           hessian_outliers.run),
+    Check(learning_bbp.NAME, "11. planted rank-k teacher: the learned map's teacher overlap switches on at the BBP "
+          "threshold of n sampled transitions; structure rank = k above it", learning_bbp.run),
+    Check(affine_logit_map.NAME, "12. the main job's knob: the learned token-to-logit map's margin along the rule's "
+          "permutation is beta(p) = ln(1 + (1-p) V / p), the Bayes map's only singular value", affine_logit_map.run),
 ]}
 
 
