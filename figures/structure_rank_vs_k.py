@@ -21,12 +21,12 @@ NAME = "structure_rank_vs_k"
 INPUT = "check"
 CHECK = "learning_bbp"
 MATRICES = ("map", "embed", "unembed", "mlp_in", "mlp_out")
-SERIES = {k: (k,) for k in ("ranks", "rank_judged", "theta_rank", *(f"rank_{m}_learned_by_seed" for m in MATRICES))}
+SERIES = ("ranks", "rank_judged", "theta_rank", *(f"rank_{m}_learned_by_seed" for m in MATRICES))
 DESCRIPTION = "structure rank of the learned map and of dW against the planted teacher rank k (check learning_bbp)"
 
 
-def plotted_numbers(verdict: dict) -> dict:
-  get = lambda k, required=True: inputs.series(verdict, SERIES[k], figure=NAME, required=required)
+def plotted_numbers(verdict: inputs.Verdict) -> dict:
+  get = lambda k, required=True: (inputs.series(verdict, k, figure=NAME) if required else verdict.series.get(k))
   ranks = [int(k) for k in get("ranks")]
   judged = [bool(x) for x in get("rank_judged")]
   counts = {}
@@ -36,11 +36,11 @@ def plotted_numbers(verdict: dict) -> dict:
       if len(x) != len(ranks):
         raise inputs.VerdictFormatError(f"{CHECK}: rank_{m}_learned_by_seed must have one list per rank")
       counts[m] = [[int(c) for c in row] for row in x]
-  return dict(check=verdict["check"], status=verdict["status"], ranks=ranks, judged=judged, counts=counts,
-              theta_rank=get("theta_rank", False), rank_status=verdict["measured"].get("rank_status"))
+  return dict(check=verdict.check, status=verdict.status, ranks=ranks, judged=judged, counts=counts,
+              theta_rank=get("theta_rank", False), rank_status=verdict.measured.get("rank_status"))
 
 
-def make_figure(verdict: dict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
+def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
 
   d = plotted_numbers(verdict)

@@ -27,24 +27,24 @@ CHECK = "learning_bbp"
 REQUIRED = ("theta", "overlap_mean", "overlap_min", "overlap_max", "overlap_by_seed", "theory_theta",
             "theory_overlap", "theta_c", "theta_half_predicted", "theta_half_measured", "theta_half_se")
 OPTIONAL = ("plugin_overlap_mean", "chance_overlap", "map_learned_mean")
-SERIES = {k: (k,) for k in REQUIRED + OPTIONAL}
+SERIES = REQUIRED + OPTIONAL
 DESCRIPTION = "overlap of the learned map with a planted teacher vs effective SNR, BBP threshold (check learning_bbp)"
 
 
-def plotted_numbers(verdict: dict) -> dict:
-  get = lambda k, required=True: inputs.series(verdict, SERIES[k], figure=NAME, required=required)
+def plotted_numbers(verdict: inputs.Verdict) -> dict:
+  get = lambda k, required=True: (inputs.series(verdict, k, figure=NAME) if required else verdict.series.get(k))
   out = {}
   for k in REQUIRED + OPTIONAL:
     x = get(k, k in REQUIRED)
     out[k] = None if x is None else inputs.as_float_array(x, k).tolist()
   if np.asarray(out["overlap_by_seed"]).shape[0] != len(out["theta"]):
     raise inputs.VerdictFormatError(f"{CHECK}: overlap_by_seed must have one row per theta")
-  out.update(check=verdict["check"], status=verdict["status"],
-             transition_status=verdict["measured"].get("transition_status"))
+  out.update(check=verdict.check, status=verdict.status,
+             transition_status=verdict.measured.get("transition_status"))
   return out
 
 
-def make_figure(verdict: dict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
+def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns: int = 2) -> list[pathlib.Path]:
   import matplotlib.pyplot as plt
 
   d = plotted_numbers(verdict)

@@ -165,10 +165,27 @@ REAL_CHECKS = {  # each check at a size of seconds
     "bbp_transition": lambda: bbp_check.check(shape=(40, 20), seeds=6, curve_points=3),
     "jacobian_spectra": lambda: jacobian_check.check(n=12, seeds=3, depths=(1, 2)),
     "hessian_spectrum": lambda: hessian_outliers.check(classes=3, dim=4, hidden=8, samples=128, steps=20, k=10),
+    "teacher_overlap": lambda: _tiny_learning_bbp(),
+    "structure_rank_vs_k": lambda: _tiny_learning_bbp(),
 }
 
 
-COMPILE_HEAVY = {"jacobian_spectra", "hessian_spectrum"}  # about ten XLA compilations each: slow on 2 CPU cores
+def _tiny_learning_bbp():
+  """learning_bbp on the tiny design of tests/test_learning_bbp.py (two trainings), in a temporary folder."""
+  import tempfile
+
+  from models.run_folder import load_run
+  from models.train import train_run
+  from theory_checks import learning_bbp as lb
+  from tests.test_learning_bbp import TINY
+
+  with tempfile.TemporaryDirectory() as tmp:
+    sweep = load_run(train_run(lb.sweep_config(TINY, "tiny"), tmp, progress=False))
+    ranks = {1: load_run(train_run(lb.rank_config(TINY, 1, "tiny"), tmp, progress=False))}
+    return lb.check_runs(sweep, ranks, TINY, plugin_seeds=2)
+
+
+COMPILE_HEAVY = {"jacobian_spectra", "hessian_spectrum", "teacher_overlap", "structure_rank_vs_k"}  # slow on 2 cores
 
 
 @pytest.mark.parametrize("module", [pytest.param(m, marks=[pytest.mark.slow] if m.NAME in COMPILE_HEAVY else [])

@@ -135,6 +135,6 @@ def test_user_text_file_and_bad_data_configs(tmp_path):
     DataConfig(kind="modular", modulus=113, seq_len=4, vocab_size=100)
   with pytest.raises(ValueError, match="data.kind"):
     DataConfig(kind="wikipedia")
-  with pytest.raises(ValueError, match="ensemble.members: noise_p"):
+  with pytest.raises(ValueError, match=r"ensemble.members\[0\].noise_p: expected a probability"):
     from models.config import config_from_dict
     config_from_dict({"ensemble": {"members": [{"noise_p": 1.5}]}})

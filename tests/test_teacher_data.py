@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lab.main_job import tiny_config
+from models.presets import tiny_config
 from models import run_folder
 from models.config import DataConfig, with_overrides
 from models.data import make_task, make_teacher, markov_entropy_rate, stationary_distribution, teacher_of

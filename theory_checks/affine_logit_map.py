@@ -133,7 +133,7 @@ def check_run(run) -> Verdict:
       "beta(p) = ln(1 + (1-p) V / p), V-1 times, and 0): the learned map's margin along the rule's permutation equals "
       "beta(p)",
       source="derived: Bayes log-probabilities log(p/V + (1-p) 1[y = f(x)]) = const + beta(p) Pi "
-      "(models.data.affine_bayes_log_probability_map)",
+      "(models.data.affine_bayes_log_probability_map); docs/THEORY.md#affine_logit_map",
       tolerance=f"each regime with 0 < p < 1: mean margin / beta(p) in [{1 - MARGIN_TOLERANCE}, "
       f"{1 + MARGIN_TOLERANCE}] (a 20% margin error costs 0.06 nats at V = 32, p = 0.5); alignment and off-rule "
       f"spread reported; INCONCLUSIVE when its held-out loss exceeds the entropy rate by > {MAX_EXCESS_NATS} nats",

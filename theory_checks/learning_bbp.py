@@ -436,7 +436,7 @@ def check_runs(sweep, rank_runs: dict, design: Design, *, theta_c_pred: float = 
       "directions counted separately) equals the planted rank k",
       source="Benaych-Georges & Nadakuditi 2012 (arXiv:1103.2221) section 3.1, q = 1, applied to the empirical "
       "conditional log-probability map of n transitions; spectral = information-theoretic threshold for spherical "
-      "priors (Miolane 2017, arXiv:1702.00473); cf. Ba et al. 2022 (arXiv:2205.01445)",
+      "priors (Miolane 2017, arXiv:1702.00473); cf. Ba et al. 2022 (arXiv:2205.01445); docs/THEORY.md#learning_bbp",
       tolerance=f"(b) |theta_hat_1/2 - sqrt(2) theta_c| <= 3 SE (bootstrap over {design.seeds} seeds per point) + "
       f"{FINITE_SIZE:.0%} of sqrt(2) theta_c (finite-V shift of the plug-in estimator, +3..6% at V = 16, 32); "
       f"INCONCLUSIVE without a crossing in the grid; (a) at theta = {design.theta_rank:g}, learned structured "
