@@ -16,6 +16,12 @@ Rules:
   ``tail_k`` eigenvalues by matrix-free subspace iteration (``esd.esd_top_k``), the power-law fit restricted to
   them, norms from ``W`` directly, ``mp_sigma2`` by the trace estimator ``||W||_F^2 / (N M)`` (biased up by spikes,
   hence conservative for ``n_outliers``); metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
+- ``backend="numpy"``: eigenvalues by numpy/LAPACK (``esd.esd_oriented_batch_host``) and metrics by
+  ``spectral.host_metrics``, nothing compiled (the fast choice for one-off shapes on a CPU); ``"auto"`` picks it on a
+  CPU backend unless the TPU-safe switch is on, and ``"jax"`` elsewhere.
+- Under the TPU-safe switch (``spectral.tpu_safe``) the compiled path uses no host callback and no float64.
+- ``keep_spectra=True`` adds ``eigenvalues`` (and ``rand_eigenvalues``) to each row: the ascending ESD (the top
+  ``k`` in tail-only mode), for plots.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 from spectral import esd as esd_lib
 from spectral import metrics as metrics_lib
 from spectral import power_law
+from spectral import tpu_safe
 from spectral import tracy_widom as tw
 
 
@@ -71,14 +78,23 @@ def _validated(name: str, x) -> tuple[np.ndarray | None, str]:
 
 
 def _host_eigh() -> bool:
-  return jax.default_backend() == "cpu"
+  return jax.default_backend() == "cpu" and not tpu_safe.tpu_safe()
+
+
+def resolve_backend(backend: str) -> str:
+  """``"auto"`` -> ``"numpy"`` on a CPU backend (unless TPU-safe), else ``"jax"``; other values are checked."""
+  if backend not in ("auto", "jax", "numpy"):
+    raise ValueError(f"backend: expected 'auto', 'jax' or 'numpy', got {backend!r}")
+  if backend == "auto":
+    return "numpy" if _host_eigh() else "jax"
+  return backend
 
 
 def _oriented(arr: np.ndarray) -> np.ndarray:
   return arr if arr.shape[0] <= arr.shape[1] else arr.T
 
 
-def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int) -> dict:
+def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, keep_spectra: bool = False) -> dict:
   n, m = max(arr.shape), min(arr.shape)
   top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32), k, seed=seed), np.float64))
   fit = power_law.fit_power_law(top)
@@ -91,12 +107,14 @@ def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int) -> dict:
              log10_spectral_norm=float(np.log10(top[-1])), log10_frobenius_norm=float(np.log10(fro2)),
              stable_rank=fro2 / float(top[-1]), mp_sigma2=sigma2, mp_edge=float(sigma2 * (1 + np.sqrt(m / n)) ** 2),
              tw_threshold=thr, n_outliers=int(np.sum(top > thr)))
+  if keep_spectra:
+    row["eigenvalues"] = top
   return row
 
 
 def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: bool = False, seed: int = 0,
             per_head: bool = False, ks: str = "sup", tail_k: int | None = None,
-            max_full_dim: int = 8192) -> list[dict]:
+            max_full_dim: int = 8192, backend: str = "jax", keep_spectra: bool = False) -> list[dict]:
   """Per-matrix spectral metrics for a mapping ``name -> matrix``.
 
   Args:
@@ -108,6 +126,8 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     ks: KS convention of the power-law fit, ``"sup"`` or ``"powerlaw"`` (reproduces powerlaw/WeightWatcher xmin).
     tail_k: if set, use tail-only mode with this many top eigenvalues for every matrix.
     max_full_dim: matrices with ``min(shape) > max_full_dim`` use tail-only mode (``tail_k`` or 500 eigenvalues).
+    backend: ``"jax"`` (compiled, batched), ``"numpy"`` (host, nothing compiled) or ``"auto"`` (module docstring).
+    keep_spectra: also return each ESD as ``eigenvalues`` (and ``rand_eigenvalues``) numpy arrays.
 
   Returns:
     One dict per analysed matrix, in input order: ``name``, ``shape``, ``status`` and the metric names of
@@ -115,6 +135,7 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
   """
   if not isinstance(matrices, Mapping):
     raise TypeError(f"matrices: expected a mapping name -> array, got {type(matrices).__name__}")
+  backend = resolve_backend(backend)
   entries = expand_matrices(matrices, per_head)
   rows: list[dict] = []
   groups: dict[tuple[int, int], list[int]] = {}
@@ -129,31 +150,47 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     m = min(arr.shape)
     if tail_k is not None or m > max_full_dim:
       k = min(m, tail_k or 500)
-      rows[i].update(_tail_metrics(arr, k, level, seed), status="ok (tail-only)")
+      rows[i].update(_tail_metrics(arr, k, level, seed, keep_spectra), status="ok (tail-only)")
       if randomize:
         flat = np.random.default_rng([seed, i]).permutation(arr.ravel()).reshape(arr.shape)
-        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed).items()})
+        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed, keep_spectra).items()})
       continue
     arrays[i] = arr
     groups.setdefault((m, max(arr.shape)), []).append(i)
 
   host = _host_eigh()
+  numpy_path = backend == "numpy"
+  wide = jax.config.jax_enable_x64 and not tpu_safe.tpu_safe()
   base = jax.random.key(seed)
   for (m, n), idx in groups.items():
-    dtype = np.float64 if jax.config.jax_enable_x64 and any(arrays[i].dtype == np.float64 for i in idx) else np.float32
+    dtype = np.float64 if (wide or numpy_path) and any(arrays[i].dtype == np.float64 for i in idx) else np.float32
     batch = np.stack([_oriented(arrays[i]).astype(dtype, copy=False) for i in idx])
-    ev = esd_lib.esd_oriented_batch(jnp.asarray(batch), host_eigh=host)
-    for i, row in zip(idx, metrics_lib.batch_metrics(np.asarray(ev), (m, n), level=level, ks=ks)):
+    if numpy_path:
+      ev = esd_lib.esd_oriented_batch_host(batch)
+    else:
+      ev = esd_lib.esd_oriented_batch(jnp.asarray(batch), host_eigh=host)
+    ev = np.asarray(ev)
+    for j, (i, row) in enumerate(zip(idx, metrics_lib.batch_metrics(ev, (m, n), level=level, ks=ks,
+                                                                      backend=backend))):
       rows[i].update(row)
+      if keep_spectra:
+        rows[i]["eigenvalues"] = ev[j]
     if randomize:
-      if host:
+      if host or numpy_path:
         # On CPU numpy's O(n) shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).
         shuffled = np.stack([np.random.default_rng([seed, i]).permutation(b.ravel()).reshape(b.shape)
                              for i, b in zip(idx, batch)])
-        rev = esd_lib.esd_oriented_batch(jnp.asarray(shuffled), host_eigh=True)
+        if numpy_path:
+          rev = esd_lib.esd_oriented_batch_host(shuffled)
+        else:
+          rev = esd_lib.esd_oriented_batch(jnp.asarray(shuffled), host_eigh=True)
       else:
         keys = jnp.stack([jax.random.fold_in(base, i) for i in idx])
         rev = esd_lib.shuffled_esd_oriented_batch(jnp.asarray(batch), keys, host_eigh=False)
-      for i, row in zip(idx, metrics_lib.batch_metrics(np.asarray(rev), (m, n), level=level, ks=ks)):
+      rev = np.asarray(rev)
+      for j, (i, row) in enumerate(zip(idx, metrics_lib.batch_metrics(rev, (m, n), level=level, ks=ks,
+                                                                        backend=backend))):
         rows[i].update({f"rand_{k}": v for k, v in row.items()})
+        if keep_spectra:
+          rows[i]["rand_eigenvalues"] = rev[j]
   return rows

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spectral import host_metrics
 from spectral import marchenko_pastur as mp
 from spectral import power_law
 from spectral import tracy_widom as tw
@@ -85,7 +86,7 @@ def _bulk_ks(ev: np.ndarray, n_out: int, q: float, sigma2: float) -> float:
   return mp.mp_ks_distance(bulk, q, sigma2)
 
 
-def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -> list[dict]:
+def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup", backend: str = "jax") -> list[dict]:
   """Metrics for a batch of ESDs of matrices of one shape.
 
   Args:
@@ -93,6 +94,8 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -
     shape: the common shape ``(a, b)`` of the matrices (``M = min(a, b)``).
     level: false-alarm probability of the Tracy-Widom outlier test.
     ks: KS convention of the power-law fit (``"sup"`` or ``"powerlaw"``; see ``spectral.power_law``).
+    backend: ``"jax"`` (one compiled computation per M, float32) or ``"numpy"`` (``spectral.host_metrics``, float64,
+      nothing compiled: the faster choice for one-off shapes on a CPU).
 
   Returns:
     B dicts with the keys ``METRIC_NAMES`` (Python floats / ints).
@@ -104,7 +107,12 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "sup") -
   if ev.shape[1] != m:
     raise ValueError(f"eigenvalues: expected M = {m} per matrix for shape {tuple(shape)}, got {ev.shape[1]}")
   med_unit, thr_unit, edge_unit = _shape_constants(n, m, float(level))
-  out = jax.device_get(_jax_metrics(jnp.asarray(ev), ks=ks))
+  if backend == "numpy":
+    out = host_metrics.scale_metrics(ev, ks=ks)
+  elif backend == "jax":
+    out = jax.device_get(_jax_metrics(jnp.asarray(ev), ks=ks))
+  else:
+    raise ValueError(f"backend: expected 'jax' or 'numpy', got {backend!r}")
   rows = []
   ev64 = ev.astype(np.float64)
   for i in range(ev.shape[0]):
