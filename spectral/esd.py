@@ -40,7 +40,9 @@ def validate_matrix(w, name: str = "w") -> np.ndarray | jax.Array:
     raise ValueError(f"{name}: expected both dimensions >= 2, got shape {tuple(shape)} (empty or 1 x n matrix)")
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise ValueError(f"{name}: expected a floating dtype, got {w.dtype}")
-  arr = np.asarray(w, dtype=np.float64)
+  arr = np.asarray(w)
+  if arr.dtype not in (np.float32, np.float64):
+    arr = arr.astype(np.float32)  # bf16/fp16 widen exactly; float32/float64 are checked in place (no copy)
   if not np.all(np.isfinite(arr)):
     raise ValueError(f"{name}: matrix of shape {tuple(shape)} has NaN or Inf entries")
   if not np.any(arr):
