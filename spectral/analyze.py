@@ -96,9 +96,10 @@ def _oriented(arr: np.ndarray) -> np.ndarray:
 
 def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, keep_spectra: bool = False) -> dict:
   n, m = max(arr.shape), min(arr.shape)
-  top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32), k, seed=seed), np.float64))
+  top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32, copy=False), k, seed=seed), np.float64))
   fit = power_law.fit_power_law(top)
-  fro2 = float(np.sum(np.square(arr, dtype=np.float64))) / n
+  # ||W||_F^2 in float64, a block of rows at a time (no float64 copy of a matrix that may be gigabytes).
+  fro2 = sum(float(np.sum(np.square(arr[i:i + 1024], dtype=np.float64))) for i in range(0, arr.shape[0], 1024)) / n
   sigma2 = fro2 / m
   thr = tw.wishart_tw_threshold(arr.shape, sigma2, level)
   row = dict.fromkeys(metrics_lib.METRIC_NAMES)

@@ -178,9 +178,12 @@ def _overview_figure(rows: list[dict]):
           ax.plot(xs, [r.get(extra) if _finite(r.get(extra)) else np.nan for r in rs], ":", lw=0.8, color=colour)
   titles = {"alpha": "power-law alpha (dashed: shuffled)", "n_outliers": "TW outliers (dashed: shuffled)",
             "structure_rank": "structure rank (dotted: null columns)"}
+  from matplotlib.ticker import MaxNLocator
+
   for ax, key in zip(axes[0], panels):
     ax.set_title(titles[key], fontsize=9)
     ax.set_xlabel("layer", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=7)
   axes[0][0].legend(fontsize=6, frameon=False)
   fig.tight_layout()
