@@ -85,7 +85,9 @@ def expand(name: str, w: np.ndarray, sel: Selection, att: model_layout.Attention
     if model_layout.head_axis(piece_name, sel.weight_layout) is None:
       continue
     if not att.num_heads:
-      notes.append(f"{piece_name}: per-head analysis of a 2-D projection needs --num-heads; skipped")
+      note = "per-head analysis of 2-D attention projections needs --num-heads (or a config.json); heads skipped"
+      if note not in notes:
+        notes.append(note)
       continue
     try:
       out.extend(model_layout.split_heads(piece_name, piece, att.num_heads, att.head_dim, sel.weight_layout))

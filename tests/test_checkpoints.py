@@ -183,3 +183,15 @@ def test_orbax_checkpoint_folder(tmp_path):
   np.testing.assert_array_equal(got["params.blocks_0.attn.query.kernel"],
                                 tree["params"]["blocks_0"]["attn"]["query"]["kernel"])
   np.testing.assert_array_equal(got["params.embed"], tree["params"]["embed"])
+
+
+def test_per_head_without_head_counts_is_one_note(tmp_path, capsys):
+  rng = np.random.default_rng(3)
+  np.savez(tmp_path / "w.npz", **{f"model.layers.{i}.self_attn.{p}.weight": rng.normal(size=(16, 16))
+                                  for i in range(2) for p in ("q_proj", "o_proj")})
+  assert cli.main(["analyze", str(tmp_path / "w.npz"), "--per-head", "--no-progress", "--no-compile-cache"]) == 0
+  err = capsys.readouterr().err
+  assert err.count("needs --num-heads") == 1
+  assert cli.main(["analyze", str(tmp_path / "w.npz"), "--per-head", "--num-heads", "4", "--no-progress",
+                   "--no-compile-cache"]) == 0
+  assert capsys.readouterr().out.count("[head=") == 16
