@@ -14,8 +14,8 @@ each matrix before the next matrix, so that a shared machine's changing load hit
 - ``ours``: ``spectral.analyze.analyze(..., randomize=True)`` with the default CPU backend: every metric of the table
   on the matrix AND on its entry-shuffled copy (the randomized baseline), i.e. two float32 ESDs per matrix.
   ``cold`` is the first analysis in a fresh process (imports excluded, printed apart), ``warm`` a second analysis of
-  the same matrix in that process. The ``structure_rank`` column is added when ``spectral.structure`` exists (not
-  yet on this branch);
+  the same matrix in that process. The output says whether the rows had a ``structure_rank`` column (issue 12; not
+  on this branch yet);
 - ``ww``: WeightWatcher ``analyze()`` with its defaults on a one-layer torch model per matrix;
 - ``tail``: one Llama-70B-shaped 8192x28672 Student-t(3) matrix in tail-only mode (top 500 eigenvalues);
 - ``cli``: one Llama-7B layer (q, k, v, o, gate, up, down) written as a bf16 sharded safetensors folder with its
@@ -95,17 +95,13 @@ def worker(kind: str, args) -> dict:
     from spectral import analyze
 
     out["import"] = time.perf_counter() - t
-    try:
-      from spectral import structure  # noqa: F401  (issue 12; adds structure_rank when present)
-      out["structure_rank"] = True
-    except ImportError:
-      out["structure_rank"] = False
     w = make(dist, label, args.small)
     for phase in ("cold", "warm"):
       t = time.perf_counter()
       rows = analyze.analyze({args.case: w}, randomize=True, backend="auto")  # as the CLI
       out[phase] = time.perf_counter() - t
     out["alpha"] = (rows[0]["alpha"], rows[0]["rand_alpha"], rows[0]["status"])
+    out["structure_rank"] = "structure_rank" in rows[0]  # issue 12's column, computed when analyze has it
   elif kind == "ww":
     t = time.perf_counter()
     import logging

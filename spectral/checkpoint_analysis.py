@@ -14,8 +14,8 @@ Peak memory is therefore one stored tensor, its float32 copy and the pieces cut 
 one analysis, whatever the checkpoint's size. Rows come back sorted by model position: embeddings first, then by
 layer index, then the rest (lm-head, final projections), in storage order within each (a stable sort).
 
-``--randomize`` shuffles: each ``analyze`` call seeds its shuffles by ``(seed, index within the call)``, so a matrix's
-baseline depends on the seed and on its position among the pieces of its stored tensor.
+Seeds: the ``k``-th selected tensor (storage order) is analysed with the seed ``SeedSequence([seed, k])`` draws, so
+shuffled baselines of same-shaped matrices are independent, and a run is reproducible for a given selection.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
   seen: dict[bytes, str] = {}
   rows: list[dict] = []
   bar = tqdm(names, desc="analyse", unit="tensor", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-  for name in bar:
+  for k, name in enumerate(bar):
     bar.set_postfix_str(name[-48:], refresh=False)
     w = ckpt.read(by_name[name])
     if model_layout.may_be_tied(name) and w.ndim == 2:
@@ -140,7 +140,8 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
       seen[digest] = name
     matrices = dict(expand(name, w, sel, att, notes))
     del w
-    rows.extend(analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=seed, per_head=sel.per_head,
+    sub_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+    rows.extend(analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=sub_seed, per_head=sel.per_head,
                                     backend=backend, keep_spectra=keep_spectra, **analyze_kwargs))
     del matrices
   bar.close()

@@ -195,3 +195,18 @@ def test_per_head_without_head_counts_is_one_note(tmp_path, capsys):
   assert cli.main(["analyze", str(tmp_path / "w.npz"), "--per-head", "--num-heads", "4", "--no-progress",
                    "--no-compile-cache"]) == 0
   assert capsys.readouterr().out.count("[head=") == 16
+
+
+def test_randomized_baseline_is_reproducible_and_independent_across_matrices(tmp_path):
+  rng = np.random.default_rng(4)
+  w = rng.standard_t(3, size=(24, 60)).astype(np.float32)
+  np.savez(tmp_path / "w.npz", **{"layers.0.a": w, "layers.1.a": w.copy()})  # same matrix twice (not tied names)
+  runs = []
+  for i in range(2):
+    out = tmp_path / f"t{i}.json"
+    assert cli.main(["analyze", str(tmp_path / "w.npz"), "--randomize", "--json", str(out), "--no-progress",
+                     "--no-compile-cache"]) == 0
+    runs.append(json.loads(out.read_text()))
+  assert runs[0] == runs[1]
+  a, b = runs[0]
+  assert a["alpha"] == b["alpha"] and a["rand_lambda_max"] != b["rand_lambda_max"]  # two different shuffles
