@@ -19,8 +19,9 @@ Each row is one subprocess, wall time from spawn to exit (imports, reading, anal
   runs ``WeightWatcher(model).analyze()`` with its defaults.
 
 Warm (in one process, after a first pass) times are printed as well. Threads are pinned alike for every process
-(OMP/OpenBLAS/MKL, XLA's intra-op pool, torch). The machine is named in the output; on a shared machine the load
-average is printed before and after, since wall time includes time spent waiting for a core.
+(OMP/OpenBLAS/MKL, XLA's intra-op pool, torch). Each process is reported in wall seconds and in CPU seconds (user +
+system of the child, all its threads), the steadier measure on a shared machine, where wall time includes time spent
+waiting for a core; ratios are given for both. The machine is named and its load average printed before and after.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import argparse
 import os
 import pathlib
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,8 +59,9 @@ t1 = time.perf_counter()
 details = watcher.analyze()
 t2 = time.perf_counter()
 if len(sys.argv) > 3:
+  c2 = time.process_time()
   details = watcher.analyze()
-  print(f"WARM {time.perf_counter() - t2:.3f}")
+  print(f"WARM {time.perf_counter() - t2:.3f} WARMCPU {time.process_time() - c2:.3f}")
 print(f"LAYERS {len(details)} FIRST {t2 - t1:.3f} SETUP {t1 - t0:.3f}")
 """
 
@@ -68,8 +71,9 @@ from spectral import checkpoint_analysis, checkpoint_io
 ckpt = checkpoint_io.open_checkpoint(sys.argv[1])
 kw = dict(randomize=sys.argv[2] == "1", progress=False, backend=sys.argv[3])
 t = time.perf_counter(); rows, _ = checkpoint_analysis.analyze_checkpoint(ckpt, **kw); first = time.perf_counter() - t
-t = time.perf_counter(); rows, _ = checkpoint_analysis.analyze_checkpoint(ckpt, **kw); warm = time.perf_counter() - t
-print(f"WARM {warm:.3f} FIRST {first:.3f} ROWS {len(rows)}")
+t, c = time.perf_counter(), time.process_time()
+rows, _ = checkpoint_analysis.analyze_checkpoint(ckpt, **kw)
+print(f"WARM {time.perf_counter() - t:.3f} WARMCPU {time.process_time() - c:.3f} FIRST {first:.3f} ROWS {len(rows)}")
 """
 
 
@@ -83,13 +87,19 @@ def _env(threads: int) -> dict:
   return env
 
 
-def _run(cmd: list[str], env: dict) -> tuple[float, str]:
-  t = time.perf_counter()
+def _children_cpu() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _run(cmd: list[str], env: dict) -> tuple[float, float, str]:
+  """(wall seconds, CPU seconds of the child, its stdout) of one subprocess."""
+  t, c = time.perf_counter(), _children_cpu()
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-  wall = time.perf_counter() - t
+  wall, cpu = time.perf_counter() - t, _children_cpu() - c
   if proc.returncode != 0:
     raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-  return wall, proc.stdout
+  return wall, cpu, proc.stdout
 
 
 def _tagged(out: str, tag: str) -> float:
@@ -146,30 +156,34 @@ def main() -> None:
       if args.only and label != args.only:
         continue
       print(f"\n== {label}: {path.stat().st_size / 2**20:.0f} MiB")
-      ww_wall = None
+      ww = None
       if not args.skip_ww:
         try:
-          ww_wall, out = _run([py, "-c", _WW_SCRIPT, str(path), str(args.threads)], env)
-          print(f"  ww   cold process                      {ww_wall:7.2f} s   (setup {_tagged(out, 'SETUP'):.2f} s,"
-                f" analyze {_tagged(out, 'FIRST'):.2f} s, {int(_tagged(out, 'LAYERS'))} layers analysed)")
-          _, out = _run([py, "-c", _WW_SCRIPT, str(path), str(args.threads), "warm"], env)
-          ww_warm = _tagged(out, "WARM")
-          print(f"  ww   warm analyze() in-process         {ww_warm:7.2f} s")
+          wall, cpu, out = _run([py, "-c", _WW_SCRIPT, str(path), str(args.threads)], env)
+          ww = (wall, cpu)
+          print(f"  ww   cold process                    {wall:7.2f} s wall {cpu:7.2f} s CPU   (setup "
+                f"{_tagged(out, 'SETUP'):.2f} s, analyze {_tagged(out, 'FIRST'):.2f} s wall, "
+                f"{int(_tagged(out, 'LAYERS'))} layers analysed)")
+          _, _, out = _run([py, "-c", _WW_SCRIPT, str(path), str(args.threads), "warm"], env)
+          ww_warm = (_tagged(out, "WARM"), _tagged(out, "WARMCPU"))
+          print(f"  ww   warm analyze() in-process       {ww_warm[0]:7.2f} s wall {ww_warm[1]:7.2f} s CPU")
         except (RuntimeError, ValueError) as err:
           print(f"  ww   skipped: {str(err).splitlines()[-1]} (install the 'bench' extra: weightwatcher, torch)")
-          ww_wall = ww_warm = None
-      for name, extra in (("ours", []), ("ours --randomize", ["--randomize"]), ("ours --backend jax", ["--backend", "jax"])):
+      for name, extra in (("ours", []), ("ours --randomize", ["--randomize"]),
+                          ("ours --backend jax", ["--backend", "jax"])):
         cache = work / f"cache-{label}-{'-'.join(extra) or 'default'}"
         cmd = [py, "-m", "spectral", "analyze", str(path), "--no-progress", "--compile-cache", str(cache), *extra]
         for state in ("empty cache", "warm cache"):
-          wall, _ = _run(cmd, env)
-          ratio = f"   ww / ours = {ww_wall / wall:5.2f}x" if ww_wall and name != "ours --randomize" else ""
-          print(f"  {name:20s} cold process, {state:11s} {wall:7.2f} s{ratio}")
+          wall, cpu, _ = _run(cmd, env)
+          ratio = f"   ww / ours = {ww[0] / wall:5.2f}x wall, {ww[1] / cpu:5.2f}x CPU" if ww else ""
+          print(f"  {name:18s} {state:11s} {wall:7.2f} s wall {cpu:7.2f} s CPU{ratio}")
       for backend, randomize in (("auto", "0"), ("auto", "1")):
-        _, out = _run([py, "-c", _OURS_WARM, str(path), randomize, backend], env)
-        warm = _tagged(out, "WARM")
-        ratio = f"   ww warm / ours warm = {ww_warm / warm:5.2f}x" if ww_wall and randomize == "0" else ""
-        print(f"  ours {'--randomize ' if randomize == '1' else ''}warm analysis in-process    {warm:7.2f} s{ratio}")
+        _, _, out = _run([py, "-c", _OURS_WARM, str(path), randomize, backend], env)
+        warm = (_tagged(out, "WARM"), _tagged(out, "WARMCPU"))
+        ratio = (f"   ww warm / ours warm = {ww_warm[0] / warm[0]:5.2f}x wall, {ww_warm[1] / warm[1]:5.2f}x CPU"
+                 if ww and randomize == "0" else "")
+        print(f"  ours {'--randomize ' if randomize == '1' else ''}warm analysis in-process  {warm[0]:7.2f} s wall "
+              f"{warm[1]:7.2f} s CPU{ratio}")
   print(f"\nload average after: {os.getloadavg()}")
 
 

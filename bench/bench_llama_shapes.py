@@ -14,7 +14,8 @@ each matrix before the next matrix, so that a shared machine's changing load hit
 - ``ours``: ``spectral.analyze.analyze(..., randomize=True)`` with the default CPU backend: every metric of the table
   on the matrix AND on its entry-shuffled copy (the randomized baseline), i.e. two float32 ESDs per matrix.
   ``cold`` is the first analysis in a fresh process (imports excluded, printed apart), ``warm`` a second analysis of
-  the same matrix in that process. The output says whether the rows had a ``structure_rank`` column (issue 12; not
+  the same matrix in that process, ``plain`` a third analysis without the baseline (what WeightWatcher's default
+  computes: one ESD). The output says whether the rows had a ``structure_rank`` column (issue 12; not
   on this branch yet);
 - ``ww``: WeightWatcher ``analyze()`` with its defaults on a one-layer torch model per matrix;
 - ``tail``: one Llama-70B-shaped 8192x28672 Student-t(3) matrix in tail-only mode (top 500 eigenvalues);
@@ -23,7 +24,8 @@ each matrix before the next matrix, so that a shared machine's changing load hit
   peak RSS against the largest shard, extrapolated to 32 layers (stated as such).
 
 Ratios printed: ours / floor (goal <= 1.25) and WeightWatcher / ours (goal >= 3), per shape and in total, cold and
-warm. ``--small`` divides every dimension by 8 for a quick run.
+warm, in CPU seconds of each process (user + system, all threads; steadier than wall time on a shared machine) and in
+wall seconds. ``--small`` divides every dimension by 8 for a quick run.
 """
 
 from __future__ import annotations
@@ -67,68 +69,86 @@ def _peak_rss_mib(children: bool = False) -> float:
   return resource.getrusage(who).ru_maxrss / 1024.0
 
 
+class _Clock:
+  """Wall time and this process's CPU time (user + system, all threads) of a ``with`` block."""
+
+  def __enter__(self):
+    self.t, self.c = time.perf_counter(), time.process_time()
+    return self
+
+  def __exit__(self, *exc):
+    self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
+
+
 def worker(kind: str, args) -> dict:
-  """One measurement in this (fresh) process: ``kind`` on the matrix ``args.case`` ("dist:shape")."""
+  """One measurement in this (fresh) process: ``kind`` on the matrix ``args.case`` ("dist:shape").
+
+  Returns wall and CPU seconds per timed step (``<step>`` and ``<step>_cpu``) and the peak RSS.
+  """
   import numpy as np
 
   dist, label = args.case.split(":") if args.case else ("t3", "")
   out: dict = {"kind": kind}
+
+  def record(step: str, clock: _Clock) -> None:
+    out[step], out[f"{step}_cpu"] = clock.wall, clock.cpu
+
   if kind == "floor":
     import scipy.linalg
 
     w = make(dist, label, args.small)
-    t = time.perf_counter()
-    w64 = w.astype(np.float64)
-    ws = w64 if w64.shape[0] <= w64.shape[1] else w64.T
-    gram = ws @ ws.T
-    gram /= max(w.shape)
-    t_gram = time.perf_counter() - t
+    with _Clock() as gram_clock:
+      w64 = w.astype(np.float64)
+      ws = w64 if w64.shape[0] <= w64.shape[1] else w64.T
+      gram = ws @ ws.T
+      gram /= max(w.shape)
     if args.numpy_eigvalsh:
-      t_np = time.perf_counter()
-      np.linalg.eigvalsh(gram)
-      out["numpy_eigvalsh"] = time.perf_counter() - t_np
-    t = time.perf_counter()
-    scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
-    out["time"] = t_gram + time.perf_counter() - t
+      with _Clock() as np_clock:
+        np.linalg.eigvalsh(gram)
+      record("numpy_eigvalsh", np_clock)
+    with _Clock() as eig_clock:
+      scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+    out["time"], out["time_cpu"] = gram_clock.wall + eig_clock.wall, gram_clock.cpu + eig_clock.cpu
   elif kind == "ours":
-    t = time.perf_counter()
-    from spectral import analyze
-
-    out["import"] = time.perf_counter() - t
+    with _Clock() as clock:
+      from spectral import analyze
+    record("import", clock)
     w = make(dist, label, args.small)
     for phase in ("cold", "warm"):
-      t = time.perf_counter()
-      rows = analyze.analyze({args.case: w}, randomize=True, backend="auto")  # as the CLI
-      out[phase] = time.perf_counter() - t
+      with _Clock() as clock:
+        rows = analyze.analyze({args.case: w}, randomize=True, backend="auto")  # as the CLI
+      record(phase, clock)
+    with _Clock() as clock:
+      analyze.analyze({args.case: w}, randomize=False, backend="auto")
+    record("plain", clock)
     out["alpha"] = (rows[0]["alpha"], rows[0]["rand_alpha"], rows[0]["status"])
     out["structure_rank"] = "structure_rank" in rows[0]  # issue 12's column, computed when analyze has it
   elif kind == "ww":
-    t = time.perf_counter()
-    import logging
+    with _Clock() as clock:
+      import logging
 
-    import torch
-    import weightwatcher as ww
-
+      import torch
+      import weightwatcher as ww
+    record("import", clock)
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
-    out["import"] = time.perf_counter() - t
     w = make(dist, label, args.small)
     lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=False)
     with torch.no_grad():
       lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
     del w
     watcher = ww.WeightWatcher(model=torch.nn.Sequential(lin))
-    t = time.perf_counter()
-    details = watcher.analyze()
-    out["time"] = time.perf_counter() - t
+    with _Clock() as clock:
+      details = watcher.analyze()
+    record("time", clock)
     out["alpha"] = float(details["alpha"].iloc[0])
   elif kind == "tail":
     from spectral import analyze
 
     w = make("t3", "8192x28672", args.small)
-    t = time.perf_counter()
-    rows = analyze.analyze({"w": w}, tail_k=500, backend="auto")
-    out["time"] = time.perf_counter() - t
+    with _Clock() as clock:
+      rows = analyze.analyze({"w": w}, tail_k=500, backend="auto")
+    record("time", clock)
     out["alpha"] = rows[0]["alpha"]
   elif kind == "cli":
     out.update(_cli_layer(args))
@@ -163,12 +183,16 @@ def _cli_layer(args) -> dict:
     cache = folder / "cache"
     cmd = [sys.executable, "-m", "spectral", "analyze", str(folder), "--randomize", "--no-progress",
            "--compile-cache", str(cache)]
+    import resource
+
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=_env(args.threads), capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
     if proc.returncode:
       raise RuntimeError(proc.stderr[-2000:])
-    return {"cli_wall": wall, "cli_peak_rss_mib": _peak_rss_mib(children=True), "largest_shard_mib": shard_mib,
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cli_wall": wall, "cli_cpu": usage.ru_utime + usage.ru_stime,
+            "cli_peak_rss_mib": _peak_rss_mib(children=True), "largest_shard_mib": shard_mib,
             "largest_matrix_f32_mib": float(biggest), "cli_rows": proc.stdout.count("\n") - 2}
 
 
@@ -188,6 +212,7 @@ def main() -> None:
   parser.add_argument("--skip-tail", action="store_true", help="skip the 8192x28672 tail-only matrix")
   parser.add_argument("--skip-cli", action="store_true", help="skip the bf16 sharded-folder command-line run")
   parser.add_argument("--small", action="store_true", help="every dimension / 8, for a quick run")
+  parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {', '.join(SHAPES)}")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--case", help=argparse.SUPPRESS)
   parser.add_argument("--numpy-eigvalsh", action="store_true", help=argparse.SUPPRESS)
@@ -203,7 +228,7 @@ def main() -> None:
   res: dict[str, dict] = {k: {} for k in kinds}
   first = True
   for dist in args.dists.split(","):
-    for label in SHAPES:
+    for label in args.shapes.split(","):
       case = f"{dist}:{label}"
       for kind in kinds:
         extra = ["--numpy-eigvalsh"] if kind == "floor" and first else []
@@ -216,41 +241,45 @@ def main() -> None:
             res.pop("ww")
           continue
       first = False
-      line = "  ".join(f"{k} {res[k][case].get('time', res[k][case].get('cold', float('nan'))):.1f} s"
+      line = "  ".join(f"{k} {res[k][case].get('time_cpu', res[k][case].get('cold_cpu', float('nan'))):.1f} CPU s"
                        for k in kinds if case in res[k])
       print(f"[{case}: {line}]", flush=True)
   floor, ours, ww = res["floor"], res["ours"], res.get("ww")
-  print("\nper matrix (s): floor = float64 Gram + dsyevd; ours = every metric + the randomized baseline")
-  print(f"{'case':18s} {'floor':>7s} {'ours cold':>9s} {'ours warm':>9s} {'cold/floor':>10s} {'warm/floor':>10s}"
-        + (f" {'ww':>7s} {'ww/cold':>7s} {'ww/warm':>7s}" if ww else ""))
-  tot = dict(floor=0.0, cold=0.0, warm=0.0, ww=0.0)
-  for case in floor:
-    f, c, w = floor[case]["time"], ours[case]["cold"], ours[case]["warm"]
-    tot["floor"], tot["cold"], tot["warm"] = tot["floor"] + f, tot["cold"] + c, tot["warm"] + w
-    line = f"{case:18s} {f:7.1f} {c:9.1f} {w:9.1f} {c / f:10.2f} {w / f:10.2f}"
+  for unit, sfx in (("CPU seconds (user + system of the process; steadier on a shared machine)", "_cpu"),
+                    ("wall seconds", "")):
+    print(f"\nper matrix, {unit}: floor = float64 Gram + dsyevd; ours = every metric + the randomized baseline; "
+          f"plain = ours without the baseline (one ESD, like WeightWatcher's default)")
+    print(f"{'case':18s} {'floor':>7s} {'ours cold':>9s} {'ours warm':>9s} {'cold/floor':>10s} {'warm/floor':>10s}"
+          + (f" {'ww':>7s} {'ww/cold':>7s} {'ww/warm':>7s} {'plain':>7s} {'ww/plain':>8s}" if ww else ""))
+    tot = dict(floor=0.0, cold=0.0, warm=0.0, ww=0.0, plain=0.0)
+    for case in floor:
+      f, c, w = floor[case]["time" + sfx], ours[case]["cold" + sfx], ours[case]["warm" + sfx]
+      tot["floor"], tot["cold"], tot["warm"] = tot["floor"] + f, tot["cold"] + c, tot["warm"] + w
+      line = f"{case:18s} {f:7.1f} {c:9.1f} {w:9.1f} {c / f:10.2f} {w / f:10.2f}"
+      if ww:
+        wv, pl = ww[case]["time" + sfx], ours[case]["plain" + sfx]
+        tot["ww"], tot["plain"] = tot["ww"] + wv, tot["plain"] + pl
+        line += f" {wv:7.1f} {wv / c:7.2f} {wv / w:7.2f} {pl:7.1f} {wv / pl:8.2f}"
+      print(line)
+    line = (f"{'total':18s} {tot['floor']:7.1f} {tot['cold']:9.1f} {tot['warm']:9.1f} "
+            f"{tot['cold'] / tot['floor']:10.2f} {tot['warm'] / tot['floor']:10.2f}")
     if ww:
-      wv = ww[case]["time"]
-      tot["ww"] += wv
-      line += f" {wv:7.1f} {wv / c:7.2f} {wv / w:7.2f}"
+      line += (f" {tot['ww']:7.1f} {tot['ww'] / tot['cold']:7.2f} {tot['ww'] / tot['warm']:7.2f} "
+               f"{tot['plain']:7.1f} {tot['ww'] / tot['plain']:8.2f}")
     print(line)
-  line = (f"{'total':18s} {tot['floor']:7.1f} {tot['cold']:9.1f} {tot['warm']:9.1f} {tot['cold'] / tot['floor']:10.2f}"
-          f" {tot['warm'] / tot['floor']:10.2f}")
-  if ww:
-    line += f" {tot['ww']:7.1f} {tot['ww'] / tot['cold']:7.2f} {tot['ww'] / tot['warm']:7.2f}"
-  print(line)
   print("goals: ours / floor <= 1.25 (with the randomized baseline); ww / ours >= 3")
   first_case = next(iter(floor))
-  print(f"numpy float64 eigvalsh alone on {first_case}: {floor[first_case]['numpy_eigvalsh']:.1f} s (the floor "
-        f"uses scipy's dsyevd, the faster or equal of the two here)")
+  print(f"numpy float64 eigvalsh alone on {first_case}: {floor[first_case]['numpy_eigvalsh_cpu']:.1f} CPU s (the "
+        f"floor uses scipy's dsyevd)")
   any_ours = next(iter(ours.values()))
-  print(f"imports: spectral {any_ours['import']:.1f} s" +
+  print(f"imports (wall): spectral {any_ours['import']:.1f} s" +
         (f", weightwatcher + torch {next(iter(ww.values()))['import']:.1f} s" if ww else ""))
   print(f"structure_rank column: {'included' if any_ours['structure_rank'] else 'not available on this branch'}")
-  per = {label: ours[f"t3:{label}"]["warm"] for label in SHAPES if f"t3:{label}" in ours}
+  per = {label: ours[f"t3:{label}"]["warm_cpu"] for label in SHAPES if f"t3:{label}" in ours}
   if len(per) == 3:
     layer = sum(per[s] for s in LAYER.values())
-    print(f"one Llama-7B layer (4 x 4096x4096 + 2 x 11008x4096 + 4096x11008, t3, warm): {layer:.0f} s; x 32 layers "
-          f"= {32 * layer / 60:.0f} min (extrapolated; embeddings and lm-head not included)")
+    print(f"one Llama-7B layer (4 x 4096x4096 + 2 x 11008x4096 + 4096x11008, t3, warm): {layer:.0f} CPU s; x 32 "
+          f"layers = {32 * layer / 60:.0f} CPU min (extrapolated; embeddings and lm-head not included)")
   print("alpha (ours, shuffled, status" + (" | ww):" if ww else "):"))
   for case, r in ours.items():
     a, ra, st = r["alpha"]
@@ -259,14 +288,14 @@ def main() -> None:
   print("peak RSS per process, the largest over matrices (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
   if not args.skip_tail:
     tail = _spawn("tail", argv, args.threads)
-    print(f"tail-only 8192x28672 (top 500, no baseline): {tail['time']:.1f} s, peak RSS {tail['peak_rss_mib']:.0f} "
-          f"MiB, alpha {tail['alpha']:.3f}", flush=True)
+    print(f"tail-only 8192x28672 (top 500, no baseline): {tail['time']:.1f} s wall, {tail['time_cpu']:.1f} CPU s, "
+          f"peak RSS {tail['peak_rss_mib']:.0f} MiB, alpha {tail['alpha']:.3f}", flush=True)
   if not args.skip_cli:
     c = _spawn("cli", argv, args.threads)
-    print(f"CLI on one bf16 layer in 3 shards (--randomize): {c['cli_wall']:.1f} s as a process, peak RSS "
-          f"{c['cli_peak_rss_mib']:.0f} MiB (largest shard {c['largest_shard_mib']:.0f} MiB, largest matrix in "
-          f"float32 {c['largest_matrix_f32_mib']:.0f} MiB); x 32 layers = {32 * c['cli_wall'] / 60:.0f} min "
-          f"(extrapolated)")
+    print(f"CLI on one bf16 layer in 3 shards (--randomize): {c['cli_wall']:.1f} s wall, {c['cli_cpu']:.1f} CPU s as a "
+          f"process, peak RSS {c['cli_peak_rss_mib']:.0f} MiB (largest shard {c['largest_shard_mib']:.0f} MiB, largest "
+          f"matrix in float32 {c['largest_matrix_f32_mib']:.0f} MiB); x 32 layers = {32 * c['cli_cpu'] / 60:.0f} CPU "
+          f"min (extrapolated)")
   print(f"load average after: {os.getloadavg()}")
 
 
