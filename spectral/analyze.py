@@ -10,7 +10,7 @@ Rules:
 - A bad matrix (NaN/Inf, wrong rank, empty or 1 x n, all zeros, integer dtype) gets ``status = "error: ..."`` naming
   the problem and ``None`` metrics; the analysis continues. bf16/fp16 are upcast to float32.
 - ``randomize=True`` adds ``rand_<metric>`` columns: the same metrics on an entry-shuffled copy of each matrix
-  (on CPU numpy ``default_rng([seed, row index])``, on accelerators ``fold_in(key(seed), row index)``), the noise
+  (on CPU ``spectral.shuffle.permute`` with numpy's ``default_rng([seed, row index])``, on accelerators ``fold_in(key(seed), row index)``), the noise
   baseline with the same entry distribution.
 - Tail-only mode for matrices whose ``M`` exceeds ``max_full_dim`` (or every matrix when ``tail_k`` is set): the top
   ``tail_k`` eigenvalues by matrix-free subspace iteration (``esd.esd_top_k``), the power-law fit restricted to
@@ -35,6 +35,7 @@ import numpy as np
 from spectral import esd as esd_lib
 from spectral import metrics as metrics_lib
 from spectral import power_law
+from spectral import shuffle
 from spectral import tpu_safe
 from spectral import tracy_widom as tw
 
@@ -153,7 +154,7 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
       k = min(m, tail_k or 500)
       rows[i].update(_tail_metrics(arr, k, level, seed, keep_spectra), status="ok (tail-only)")
       if randomize:
-        flat = np.random.default_rng([seed, i]).permutation(arr.ravel()).reshape(arr.shape)
+        flat = shuffle.permute(arr, np.random.default_rng([seed, i]))
         rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed, keep_spectra).items()})
       continue
     arrays[i] = arr
@@ -178,9 +179,8 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
         rows[i]["eigenvalues"] = ev[j]
     if randomize:
       if host or numpy_path:
-        # On CPU numpy's O(n) shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).
-        shuffled = np.stack([np.random.default_rng([seed, i]).permutation(b.ravel()).reshape(b.shape)
-                             for i, b in zip(idx, batch)])
+        # On CPU an O(n) host shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).
+        shuffled = np.stack([shuffle.permute(b, np.random.default_rng([seed, i])) for i, b in zip(idx, batch)])
         if numpy_path:
           rev = esd_lib.esd_oriented_batch_host(shuffled)
         else:
