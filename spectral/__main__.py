@@ -82,7 +82,8 @@ _SPECTRA = ("eigenvalues", "rand_eigenvalues")
 def report(matrices, *, level=0.01, randomize=False, seed=0, per_head=False, json_path=None, csv_path=None):
   """Analyse ``matrices`` (name -> array), print the table and write it as JSON / CSV when paths are given."""
   rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=seed, per_head=per_head)
-  print(format_table(rows))  print(UNITS + (f"; {RAND_UNITS}" if randomize else ""))
+  print(format_table(rows))
+  print(UNITS + (f"; {RAND_UNITS}" if randomize else ""))
   write_table(rows, json_path, csv_path, randomize=randomize)
   return rows
 
@@ -183,7 +184,7 @@ def analyze_main(args) -> int:
       max_full_dim=args.max_full_dim)
   for note in notes:
     print(f"note: {note}", file=sys.stderr)
-  if not rows:
+  if not any(len(r["shape"]) >= 2 for r in rows):
     raise ValueError(f"WEIGHTS: expected at least one selected matrix, got no matrix among the "
                      f"{len(ckpt.entries)} tensors of {args.weights}; check --include, --exclude and --layers")
   print(format_table(rows))

@@ -159,6 +159,8 @@ def _open_safetensors_files(path: pathlib.Path, files: list[pathlib.Path]) -> Ch
 
 
 def _open_npz(path: pathlib.Path) -> Checkpoint:
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"WEIGHTS: {path} is not a .npz file (an .npz is a zip archive of .npy arrays)")
   try:
     with np.load(path, allow_pickle=False) as f:
       entries = []

@@ -6,9 +6,11 @@ Pure functions over names, shapes and numpy arrays; the rules, stated once:
 word followed by ``_`` and an integer (``model.layers.3.mlp`` -> 3, ``h.11.attn`` -> 11, ``layers_2/attn`` -> 2);
 ``None`` for names without one (embeddings, lm-head, final norms).
 
-**Selection** (``select``): tensors with at least 2 axes whose name matches ``include`` (``re.search``, all when
+**Selection** (``select``): tensors whose name matches ``include`` (``re.search``, all when
 ``None``), does not match ``exclude``, and, when ``layers`` is given, whose layer index is in it. Tensors without a
-layer index are kept by ``layers`` (drop them with ``exclude``). Layer specs: ``"0-3,10"`` (inclusive ranges).
+layer index are kept by ``layers`` (drop them with ``exclude``). Tensors of fewer than 2 axes (biases, norm scales)
+are selected too: ``spectral.analyze`` gives each a ``"skipped: ..."`` row, so every selected tensor is accounted
+for. Layer specs: ``"0-3,10"`` (inclusive ranges).
 
 **Weight layout.** A 2-D projection is stored either ``(out, in)`` (PyTorch ``Linear``: Hugging Face Llama, Mistral,
 Falcon, GPT-NeoX, ...) or ``(in, out)`` (GPT-2's ``Conv1D`` modules ``c_attn``/``c_proj``/``c_fc``, Flax/Keras
@@ -91,8 +93,6 @@ def select(names_shapes: Iterable[tuple[str, Sequence[int]]], include: str | Non
   inc, exc = compile_regex(include, "--include"), compile_regex(exclude, "--exclude")
   out = []
   for name, shape in names_shapes:
-    if len(shape) < 2:
-      continue
     if inc is not None and not inc.search(name):
       continue
     if exc is not None and exc.search(name):

@@ -25,8 +25,9 @@ def test_parse_layers_and_errors():
 def test_select_include_exclude_layers():
   shapes = [("wte.weight", (10, 4)), ("h.0.attn.c_attn.weight", (4, 12)), ("h.0.ln_1.weight", (4,)),
             ("h.1.mlp.c_fc.weight", (4, 16)), ("h.2.mlp.c_fc.weight", (4, 16)), ("lm_head.weight", (10, 4))]
-  assert ml.select(shapes) == ["wte.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.weight", "h.2.mlp.c_fc.weight",
-                               "lm_head.weight"]
+  # Vectors are selected too (spectral.analyze gives them a "skipped: ..." row).
+  assert ml.select(shapes) == ["wte.weight", "h.0.attn.c_attn.weight", "h.0.ln_1.weight", "h.1.mlp.c_fc.weight",
+                               "h.2.mlp.c_fc.weight", "lm_head.weight"]
   assert ml.select(shapes, layers=frozenset({1})) == ["wte.weight", "h.1.mlp.c_fc.weight", "lm_head.weight"]
   assert ml.select(shapes, include="mlp", exclude=r"h\.2") == ["h.1.mlp.c_fc.weight"]
   with pytest.raises(ValueError, match="--include"):
