@@ -15,13 +15,19 @@ Rules:
   eigenvalues, e.g. a 2 x 3 or a rank-1 matrix) or that has no MP bulk (median eigenvalue at the floor) gets
   ``status = "fit failed: ..."`` with the reasons and the numerical rank; its failed metrics are NaN / ``None``.
 - ``randomize=True`` adds ``rand_<metric>`` columns: the same metrics on an entry-shuffled copy of each matrix
-  (on CPU numpy ``default_rng([seed, row index])``, on accelerators ``fold_in(key(seed), row index)``), the noise
+  (on CPU ``spectral.shuffle.permute`` with numpy's ``default_rng([seed, row index])``, on accelerators ``fold_in(key(seed), row index)``), the noise
   baseline with the same entry distribution.
 - Tail-only mode for matrices whose ``M`` exceeds ``max_full_dim`` (or every matrix when ``tail_k`` is set): the top
   ``tail_k`` eigenvalues by matrix-free subspace iteration (``esd.esd_top_k``), the power-law fit restricted to
   them, norms from ``W`` directly, ``mp_sigma2`` by the trace estimator ``||W||_F^2 / (N M)`` (biased up by spikes,
   hence conservative for ``n_outliers``; ``mp_sigma2_estimator = "trace"``, where the full mode writes ``"median"``);
   metrics needing the whole spectrum are ``None``. Status ``"ok (tail-only)"``.
+- ``backend="numpy"``: eigenvalues by numpy/LAPACK (``esd.esd_oriented_batch_host``) and metrics by
+  ``spectral.host_metrics``, nothing compiled (the fast choice for one-off shapes on a CPU); ``"auto"`` picks it on a
+  CPU backend unless the TPU-safe switch is on, and ``"jax"`` elsewhere.
+- Under the TPU-safe switch (``spectral.tpu_safe``) the compiled path uses no host callback and no float64.
+- ``keep_spectra=True`` adds ``eigenvalues`` (and ``rand_eigenvalues``) to each row: the ascending ESD (the top
+  ``k`` in tail-only mode), for plots.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from spectral import esd as esd_lib
 from spectral import metrics as metrics_lib
 from spectral import outliers
 from spectral import power_law
+from spectral import shuffle
+from spectral import tpu_safe
 
 
 def _as_float_array(x) -> np.ndarray:
@@ -80,7 +88,16 @@ def _validated(name: str, x) -> tuple[np.ndarray | None, str]:
 
 
 def _host_eigh() -> bool:
-  return jax.default_backend() == "cpu"
+  return jax.default_backend() == "cpu" and not tpu_safe.tpu_safe()
+
+
+def resolve_backend(backend: str) -> str:
+  """``"auto"`` -> ``"numpy"`` on a CPU backend (unless TPU-safe), else ``"jax"``; other values are checked."""
+  if backend not in ("auto", "jax", "numpy"):
+    raise ValueError(f"backend: expected 'auto', 'jax' or 'numpy', got {backend!r}")
+  if backend == "auto":
+    return "numpy" if _host_eigh() else "jax"
+  return backend
 
 
 def _oriented(arr: np.ndarray) -> np.ndarray:
@@ -101,12 +118,13 @@ def _status(row: dict, m: int, ok: str) -> str:
   return f"fit failed: {'; '.join(problems)}; {rank} (eigenvalues <= M eps lambda_max are round-off)"
 
 
-def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, ks: str) -> dict:
+def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, ks: str, keep_spectra: bool = False) -> dict:
   n, m = max(arr.shape), min(arr.shape)
-  top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32), k, seed=seed), np.float64))
+  top = np.sort(np.asarray(esd_lib.esd_top_k(arr.astype(np.float32, copy=False), k, seed=seed), np.float64))
   resolved = top > metrics_lib.rank_floor(top[-1], m, np.float32)
   fit = power_law.fit_power_law(top, resolved, ks=ks)
-  fro2 = float(np.sum(np.square(arr, dtype=np.float64))) / n
+  # ||W||_F^2 in float64, a block of rows at a time (no float64 copy of a matrix that may be gigabytes).
+  fro2 = sum(float(np.sum(np.square(arr[i:i + 1024], dtype=np.float64))) for i in range(0, arr.shape[0], 1024)) / n
   res = outliers.mp_outliers(top[None], arr.shape, level=level, sigma2=fro2 / m, estimator="trace")
   row = dict.fromkeys(metrics_lib.METRIC_NAMES)
   row.update(alpha=float(fit.alpha), alpha_se=float(fit.alpha_se), alpha_ks=float(fit.ks), xmin=float(fit.xmin),
@@ -116,12 +134,14 @@ def _tail_metrics(arr: np.ndarray, k: int, level: float, seed: int, ks: str) -> 
              mp_edge=float(res.edge[0]), tw_threshold=float(res.threshold[0]), n_outliers=int(res.n_outliers[0]),
              alpha_status=power_law.fit_status_message(fit.status, fit.n_valid),
              numerical_rank=int(resolved.sum()) if not resolved.all() else None)
+  if keep_spectra:
+    row["eigenvalues"] = top
   return row
 
 
 def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: bool = False, seed: int = 0,
             per_head: bool = False, ks: str = "powerlaw", tail_k: int | None = None,
-            max_full_dim: int = 8192) -> list[dict]:
+            max_full_dim: int = 8192, backend: str = "jax", keep_spectra: bool = False) -> list[dict]:
   """Per-matrix spectral metrics for a mapping ``name -> matrix``.
 
   Args:
@@ -134,6 +154,8 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
       xmin), ``"clauset"`` or ``"sup"`` (``spectral.power_law``).
     tail_k: if set, use tail-only mode with this many top eigenvalues for every matrix.
     max_full_dim: matrices with ``min(shape) > max_full_dim`` use tail-only mode (``tail_k`` or 500 eigenvalues).
+    backend: ``"jax"`` (compiled, batched), ``"numpy"`` (host, nothing compiled) or ``"auto"`` (module docstring).
+    keep_spectra: also return each ESD as ``eigenvalues`` (and ``rand_eigenvalues``) numpy arrays.
 
   Returns:
     One dict per analysed matrix, in input order: ``name``, ``shape``, ``status`` and the metric names of
@@ -141,6 +163,7 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
   """
   if not isinstance(matrices, Mapping):
     raise TypeError(f"matrices: expected a mapping name -> array, got {type(matrices).__name__}")
+  backend = resolve_backend(backend)
   entries = expand_matrices(matrices, per_head)
   rows: list[dict] = []
   groups: dict[tuple[int, int], list[int]] = {}
@@ -155,34 +178,49 @@ def analyze(matrices: Mapping[str, object], *, level: float = 0.01, randomize: b
     m = min(arr.shape)
     if tail_k is not None or m > max_full_dim:
       k = min(m, tail_k or 500)
-      rows[i].update(_tail_metrics(arr, k, level, seed, ks))
+      rows[i].update(_tail_metrics(arr, k, level, seed, ks, keep_spectra))
       rows[i]["status"] = _status(rows[i], m, "ok (tail-only)")
       if randomize:
-        flat = np.random.default_rng([seed, i]).permutation(arr.ravel()).reshape(arr.shape)
-        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed, ks).items()})
+        flat = shuffle.permute(arr, np.random.default_rng([seed, i]))
+        rows[i].update({f"rand_{k_}": v for k_, v in _tail_metrics(flat, k, level, seed, ks, keep_spectra).items()})
       continue
     arrays[i] = arr
     groups.setdefault((m, max(arr.shape)), []).append(i)
 
   host = _host_eigh()
+  numpy_path = backend == "numpy"
+  wide = jax.config.jax_enable_x64 and not tpu_safe.tpu_safe()
   base = jax.random.key(seed)
   for (m, n), idx in groups.items():
-    dtype = np.float64 if jax.config.jax_enable_x64 and any(arrays[i].dtype == np.float64 for i in idx) else np.float32
+    dtype = np.float64 if (wide or numpy_path) and any(arrays[i].dtype == np.float64 for i in idx) else np.float32
     batch = np.stack([_oriented(arrays[i]).astype(dtype, copy=False) for i in idx])
-    ev = esd_lib.esd_oriented_batch(jnp.asarray(batch), host_eigh=host)
-    for i, row in zip(idx, metrics_lib.batch_metrics(np.asarray(ev), (m, n), level=level, ks=ks)):
+    if numpy_path:
+      ev = esd_lib.esd_oriented_batch_host(batch)
+    else:
+      ev = esd_lib.esd_oriented_batch(jnp.asarray(batch), host_eigh=host)
+    ev = np.asarray(ev)
+    for j, (i, row) in enumerate(zip(idx, metrics_lib.batch_metrics(ev, (m, n), level=level, ks=ks,
+                                                                      backend=backend))):
       rows[i].update(row, status=_status(row, m, "ok"))
+      if keep_spectra:
+        rows[i]["eigenvalues"] = ev[j]
     if randomize:
-      if host:
-        # On CPU numpy's O(n) shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).
-        shuffled = np.stack([np.random.default_rng([seed, i]).permutation(b.ravel()).reshape(b.shape)
-                             for i, b in zip(idx, batch)])
-        rev = esd_lib.esd_oriented_batch(jnp.asarray(shuffled), host_eigh=True)
+      if host or numpy_path:
+        # On CPU an O(n) host shuffle is ~50x faster than XLA's sort-based permutation; seeded by (seed, row).
+        shuffled = np.stack([shuffle.permute(b, np.random.default_rng([seed, i])) for i, b in zip(idx, batch)])
+        if numpy_path:
+          rev = esd_lib.esd_oriented_batch_host(shuffled)
+        else:
+          rev = esd_lib.esd_oriented_batch(jnp.asarray(shuffled), host_eigh=True)
       else:
         keys = jnp.stack([jax.random.fold_in(base, i) for i in idx])
         rev = esd_lib.shuffled_esd_oriented_batch(jnp.asarray(batch), keys, host_eigh=False)
-      for i, row in zip(idx, metrics_lib.batch_metrics(np.asarray(rev), (m, n), level=level, ks=ks)):
+      rev = np.asarray(rev)
+      for j, (i, row) in enumerate(zip(idx, metrics_lib.batch_metrics(rev, (m, n), level=level, ks=ks,
+                                                                        backend=backend))):
         rows[i].update({f"rand_{k}": v for k, v in row.items()})
+        if keep_spectra:
+          rows[i]["rand_eigenvalues"] = rev[j]
   return rows
 
 

@@ -22,6 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 
 
 def validate_matrix(w, name: str = "w") -> np.ndarray | jax.Array:
@@ -39,7 +40,9 @@ def validate_matrix(w, name: str = "w") -> np.ndarray | jax.Array:
     raise ValueError(f"{name}: expected both dimensions >= 2, got shape {tuple(shape)} (empty or 1 x n matrix)")
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise ValueError(f"{name}: expected a floating dtype, got {w.dtype}")
-  arr = np.asarray(w, dtype=np.float64)
+  arr = np.asarray(w)
+  if arr.dtype not in (np.float32, np.float64):
+    arr = arr.astype(np.float32)  # bf16/fp16 widen exactly; float32/float64 are checked in place (no copy)
   if not np.all(np.isfinite(arr)):
     raise ValueError(f"{name}: matrix of shape {tuple(shape)} has NaN or Inf entries")
   if not np.any(arr):
@@ -136,6 +139,23 @@ def esd_oriented_batch(ws, host_eigh: bool = False):
   choice on CPU backends; on GPU/TPU keep it False.
   """
   return _gram_eigvalsh(ws, ws.shape[-1], host_eigh)
+
+
+def esd_oriented_batch_host(ws) -> np.ndarray:
+  """Host twin of ``esd_oriented_batch``: (B, M, N) oriented -> (B, M) ascending, numpy/LAPACK, nothing compiled.
+
+  Per matrix: ``W_s W_s^T`` by BLAS (numpy uses ``syrk`` for ``a @ a.T``, half the flops of a general product), then
+  LAPACK ``syevd`` eigenvalues (divide and conquer, no eigenvectors), in the input precision (float32 or float64).
+  """
+  ws = np.asarray(ws)
+  if ws.ndim != 3 or ws.shape[1] > ws.shape[2]:
+    raise ValueError(f"ws: expected an oriented batch (B, M, N) with M <= N, got shape {ws.shape}")
+  out = np.empty(ws.shape[:2], ws.dtype)
+  for i, w in enumerate(ws):
+    gram = w @ w.T
+    gram /= ws.shape[2]
+    out[i] = scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+  return np.clip(out, 0.0, None)
 
 
 @functools.partial(jax.jit, static_argnames=("host_eigh",))

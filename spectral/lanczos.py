@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spectral import tpu_safe
+
 Matvec = Callable[[jax.Array], jax.Array]
 
 
@@ -70,8 +72,9 @@ class TraceEstimate(NamedTuple):
 
 
 def default_float_dtype():
-  """float64 when ``jax_enable_x64`` is on, else float32."""
-  return jnp.result_type(float)
+  """float64 when ``jax_enable_x64`` is on, else float32; always float32 under the TPU-safe switch
+  (``spectral.tpu_safe``)."""
+  return jnp.dtype(jnp.float32) if tpu_safe.tpu_safe() else jnp.result_type(float)
 
 
 def check_num_steps(num_steps: int, dim: int, name: str = "num_steps") -> int:

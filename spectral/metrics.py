@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spectral import host_metrics
 from spectral import outliers
 from spectral import power_law
 from spectral import wigner
@@ -93,7 +94,8 @@ def _jax_metrics(ev, floor, ks: str = "powerlaw"):
   }
 
 
-def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerlaw") -> list[dict]:
+def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerlaw",
+                  backend: str = "jax") -> list[dict]:
   """Metrics for a batch of ESDs of matrices of one shape.
 
   Args:
@@ -101,6 +103,8 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerla
     shape: the common shape ``(a, b)`` of the matrices (``M = min(a, b)``).
     level: false-alarm probability of the Tracy-Widom outlier test.
     ks: KS convention of the power-law fit (``"powerlaw"``, ``"clauset"`` or ``"sup"``; ``spectral.power_law``).
+    backend: ``"jax"`` (one compiled computation per M, float32) or ``"numpy"`` (``spectral.host_metrics``, float64,
+      nothing compiled: the faster choice for one-off shapes on a CPU).
 
   Returns:
     B dicts with the keys ``METRIC_NAMES`` (Python floats / ints; ``mp_sigma2_estimator`` a string;
@@ -115,11 +119,17 @@ def batch_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerla
     raise ValueError(f"eigenvalues: expected M = {m} per matrix for shape {tuple(shape)}, got {ev.shape[1]}")
   floor = rank_floor(np.clip(ev[:, -1], 0.0, None), m, ev.dtype if np.issubdtype(ev.dtype, np.floating)
                      else np.float32)
-  ev = jnp.asarray(ev)
-  out = jax.device_get(_jax_metrics(ev, jnp.asarray(floor, ev.dtype), ks=ks))
-  # The outlier pipeline sees the eigenvalues in the dtype of the metrics above (float32 unless x64 is on), those
-  # below the round-off floor as zeros.
-  ev_mp = np.asarray(ev)
+  if backend == "numpy":
+    out = host_metrics.scale_metrics(ev, floor, ks=ks)
+    ev_mp = ev
+  elif backend == "jax":
+    ev = jnp.asarray(ev)
+    out = jax.device_get(_jax_metrics(ev, jnp.asarray(floor, ev.dtype), ks=ks))
+    ev_mp = np.asarray(ev)
+  else:
+    raise ValueError(f"backend: expected 'jax' or 'numpy', got {backend!r}")
+  # The outlier pipeline sees the eigenvalues in the dtype of the metrics above (the jax path: float32 unless x64 is
+  # on), those below the round-off floor as zeros.
   res = outliers.mp_outliers(np.where(ev_mp > floor[:, None].astype(ev_mp.dtype), ev_mp, 0), shape, level=level)
   ints = ("n_tail", "fit_status", "n_valid", "numerical_rank")
   rows = []
