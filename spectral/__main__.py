@@ -43,6 +43,7 @@ from spectral import checkpoint_analysis
 from spectral import checkpoint_io
 from spectral import cli
 from spectral import model_layout
+from spectral import weights_io
 
 # (column header, metric, its standard error or None): the printed columns; --randomize adds _RAND_SHOWN.
 _SHOWN = (("alpha +- se", "alpha", "alpha_se"), ("xmin", "xmin", None), ("n_tail", "n_tail", None),
@@ -212,6 +213,9 @@ def analyze_main(args) -> int:
       ckpt, sel, level=args.level, randomize=args.randomize, seed=args.seed, backend=args.backend,
       keep_spectra=bool(args.report), progress=not args.no_progress, tail_k=args.tail_k,
       max_full_dim=args.max_full_dim, structure=None if args.no_structure else _structure_columns(args))
+  if args.no_structure:  # the columns stay part of the table, empty
+    for row in rows:
+      row.update({k: row.get(k) for k in analyze_lib.STRUCTURE_COLUMNS})
   for note in notes:
     print(f"note: {note}", file=sys.stderr)
   if not any(len(r["shape"]) >= 2 for r in rows):
