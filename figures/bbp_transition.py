@@ -75,12 +75,7 @@ def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns
       ax.axvline(data["theta_c"], color=style.SECONDARY_COLOUR, ls=":", lw=1.0,
                  label=r"threshold $\theta_c = q^{1/4}$")
       ax.set_xlabel(r"spike strength $\theta$")
-    handles, labels = {}, []
-    for ax in axes:
-      for h, lab in zip(*ax.get_legend_handles_labels()):
-        handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
-               ncol=4 if columns == 2 else 2, fontsize=6.5)
+    style.shared_legend(fig, axes, columns)
     style.suptitle(fig, f"BBP transition (q = {data['q']:.3g}) [{data['status']}]", columns)
   runs, config = inputs.check_provenance(verdict)
   return style.save_figure(fig, pathlib.Path(out_dir) / NAME, figure=NAME, runs=runs, config=config, plotted=data)

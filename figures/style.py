@@ -162,6 +162,16 @@ def save_figure(fig, out_stem: str | pathlib.Path, *, figure: str, runs: list[st
   return [pdf, png, side]
 
 
+def shared_legend(fig, axes, columns: int = 2) -> None:
+  """One legend below all panels, each label once (the first handle drawn with it)."""
+  handles = {}
+  for ax in axes:
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+      handles.setdefault(lab, h)
+  fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
+             ncol=4 if columns == 2 else 2, fontsize=6.5)
+
+
 def suptitle(fig, text: str, columns: int = 2) -> None:
   """A figure title wrapped to the column width (about 42 characters per line in one column, 110 in two)."""
   import textwrap

@@ -84,12 +84,7 @@ def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns
       ax.set_xlabel(r"effective SNR $\theta$")
       ax.set_ylabel("structured directions")
       ax.set_title("structure rank along the sweep")
-    handles = {}
-    for a in axes:
-      for h, lab in zip(*a.get_legend_handles_labels()):
-        handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", frameon=False,
-               ncol=4 if columns == 2 else 2, fontsize=6.5)
+    style.shared_legend(fig, axes, columns)
     style.suptitle(fig, f"Learning a planted teacher: overlap switches on at the BBP threshold [{d['status']}]", columns)
   runs, config = inputs.check_provenance(verdict)
   return style.save_figure(fig, pathlib.Path(out_dir) / NAME, figure=NAME, runs=runs, config=config, plotted=d)
