@@ -103,16 +103,9 @@ def report(matrices, *, level=0.01, randomize=False, seed=0, per_head=False, jso
   With ``structure`` the rows gain ``analyze.STRUCTURE_COLUMNS`` (``analyze.structure_table``: ``inits`` and
   ``subspaces`` as there)."""
   rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=seed, per_head=per_head)
-  if structure:
-    extra = analyze_lib.structure_table(matrices, inits=inits, level=level, seed=seed, per_head=per_head,
-                                        subspaces=subspaces)
-    by_name = {more["name"]: more for more in extra}
-    for row in rows:
-      more = by_name.get(row["name"], {})
-      row.update({k: more.get(k) for k in analyze_lib.STRUCTURE_COLUMNS})
-  else:
-    for row in rows:
-      row.update(dict.fromkeys(analyze_lib.STRUCTURE_COLUMNS))
+  extra = (analyze_lib.structure_table(matrices, inits=inits, level=level, seed=seed, per_head=per_head,
+                                       subspaces=subspaces) if structure else ())
+  analyze_lib.with_structure_columns(rows, extra)
   print(format_table(rows))
   print(UNITS + (f"; {RAND_UNITS}" if randomize else ""))
   write_table(rows, json_path, csv_path, randomize=randomize)
@@ -213,9 +206,8 @@ def analyze_main(args) -> int:
       ckpt, sel, level=args.level, randomize=args.randomize, seed=args.seed, backend=args.backend,
       keep_spectra=bool(args.report), progress=not args.no_progress, tail_k=args.tail_k,
       max_full_dim=args.max_full_dim, structure=None if args.no_structure else _structure_columns(args))
-  if args.no_structure:  # the columns stay part of the table, empty
-    for row in rows:
-      row.update({k: row.get(k) for k in analyze_lib.STRUCTURE_COLUMNS})
+  if args.no_structure:
+    analyze_lib.with_structure_columns(rows)
   for note in notes:
     print(f"note: {note}", file=sys.stderr)
   if not any(len(r["shape"]) >= 2 for r in rows):

@@ -239,6 +239,16 @@ def _validated_init(name: str, x, shape) -> tuple[np.ndarray | None, str]:
 STRUCTURE_COLUMNS = ("structure_rank", "structure_status", "top_s", "top_component", "top_overlap", "top_side")
 
 
+def with_structure_columns(rows: list[dict], structure_rows=()) -> list[dict]:
+  """``rows`` (of ``analyze``) with every ``STRUCTURE_COLUMNS`` key set from the ``structure_table`` row of the same
+  name, ``None`` where there is none (no structure computed: the columns stay part of the table, empty)."""
+  by_name = {r["name"]: r for r in structure_rows}
+  for row in rows:
+    more = by_name.get(row["name"], {})
+    row.update({k: more.get(k) for k in STRUCTURE_COLUMNS})
+  return rows
+
+
 def structure_table(matrices: Mapping[str, object], *, inits: Mapping[str, object] | None = None,
                     level: float = 0.01, seed: int = 0, per_head: bool = False, subspaces=None,
                     threshold: float = 0.5) -> list[dict]:

@@ -146,9 +146,7 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
     new_rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=sub_seed, per_head=sel.per_head,
                                    backend=backend, keep_spectra=keep_spectra, **analyze_kwargs)
     if structure is not None:
-      extra = {r["name"]: r for r in structure(matrices, sub_seed)}
-      for r in new_rows:
-        r.update({c: v for c, v in extra.get(r["name"], {}).items() if c != "name"})
+      analyze_lib.with_structure_columns(new_rows, structure(matrices, sub_seed))
     rows.extend(new_rows)
     del matrices
   bar.close()
