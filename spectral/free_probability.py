@@ -31,6 +31,16 @@
    ReLU and linear networks are degenerate: without bias the variance map is ``q -> chi q``, so at criticality every
    ``q`` is a fixed point (``fixed_point_q`` returns the input's ``q0``) and with ``sigma_b > 0`` there is no finite
    critical point.
+
+3. Products of free matrices: the free multiplicative convolution, sampled. If ``J_l = U_l S_l V_l^T`` with the
+   singular-vector frames Haar-distributed and independent across ``l`` (rotation-invariant, hence asymptotically
+   free, Voiculescu 1991; the setting of Pennington, Schoenholz & Ganguli 2018, arXiv:1802.09979), the squared
+   singular values of ``J = J_{n-1} ... J_0`` follow, as ``D -> inf``, the free multiplicative convolution
+   ``mu_{n-1} [x] ... [x] mu_0`` of the laws ``mu_l`` of the squared singular values of ``J_l``. At finite ``D`` the
+   same model is sampled exactly: the singular values of ``J`` have the law of those of
+   ``S_{n-1} O_{n-1} S_{n-2} ... O_1 S_0`` with ``O_l`` independent Haar orthogonal matrices
+   (``free_product_singular_values``), so the finite-size fluctuations of the prediction come with it. With Gaussian
+   ``G_l / sqrt(D)`` factors this is the Fuss-Catalan law of item 1.
 """
 
 from __future__ import annotations
@@ -242,3 +252,39 @@ def critical_sigma_w(sigma_b: float, phi: Activation = "tanh", *, sigma_w_max: f
   if g(lo) >= 0.0:
     raise ValueError(f"chi >= 1 already at sigma_w={lo} (phi={phi!r}, sigma_b={sigma_b}): no order-chaos transition")
   return _bisect(g, lo, hi, iters=80)
+
+
+def haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+  """One ``n x n`` Haar-distributed orthogonal matrix: the Q of a Gaussian matrix's QR with the signs of R's diagonal
+  moved into Q (Mezzadri 2007, arXiv:math-ph/0609050), float64."""
+  q, r = np.linalg.qr(rng.standard_normal((n, n)))
+  return q * np.sign(np.diag(r))[None, :]
+
+
+def free_product_singular_values(singular_values, *, draws: int, seed: int = 0) -> np.ndarray:
+  """Samples of the singular values of a product of rotation-invariant factors with given singular values (item 3).
+
+  Args:
+    singular_values: ``(n_factors, D)``: the singular values of ``J_0, ..., J_{n-1}`` (factor 0 acts first).
+    draws: number of independent products ``S_{n-1} O_{n-1} ... O_1 S_0`` (``O_l`` Haar orthogonal).
+    seed: numpy seed of the Haar draws (same seed, same samples).
+
+  Returns:
+    ``(draws, D)`` singular values of each product, descending, float64.
+  """
+  s = np.asarray(singular_values, np.float64)
+  if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
+    raise ValueError(f"singular_values: expected a non-empty (n_factors, D) array, got shape {s.shape}")
+  if not np.all(np.isfinite(s)) or np.any(s < 0):
+    raise ValueError("singular_values: expected finite, non-negative values")
+  if draws < 1:
+    raise ValueError(f"draws: expected >= 1, got {draws}")
+  rng = np.random.default_rng(seed)
+  n_factors, d = s.shape
+  out = np.empty((draws, d))
+  for i in range(draws):
+    prod = np.diag(s[0])
+    for l in range(1, n_factors):
+      prod = s[l][:, None] * (haar_orthogonal(rng, d) @ prod)
+    out[i] = np.linalg.svd(prod, compute_uv=False)
+  return out

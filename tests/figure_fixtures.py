@@ -89,8 +89,20 @@ def learning_bbp_verdict(seed=0, seeds=5):
       measured=dict(transition_status="PASS", rank_status="PASS"))
 
 
+def trained_jacobians_verdict(seed=0):
+  rng = np.random.default_rng(seed)
+  regimes, steps = ["noise", "meso", "structured", "text"], [0, 30, 100, 300]
+  ks = [[0.05 + r * t / 3000 + rng.uniform(0, 0.01) for t in steps] for r in range(4)]
+  edge = [[1.0 + r * t / 1000 for t in steps] for r in range(4)]
+  return _verdict("trained_jacobians", dict(
+      regime=regimes, steps=steps, ks_mean=ks, ks_se=[[0.01] * 4] * 4, edge_ratio_mean=edge,
+      edge_ratio_se=[[0.02] * 4] * 4, spike_overlap=[0.1, 0.3, 0.6, 0.5], spike_overlap_chance=[0.1, 0.12, 0.2, 0.3]),
+      measured=dict(rejected_at_init=0))
+
+
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
-                hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict)
+                hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict,
+                trained_jacobians=trained_jacobians_verdict)
 
 
 def write_verdicts(checks_dir) -> dict:

@@ -8,7 +8,8 @@ import dataclasses
 from typing import Callable
 
 from theory_checks import (affine_logit_map, bbp, hessian_outliers, ht_generalisation, jacobian_spectra, learning_bbp,
-                            mp_at_init, noise_structure, random_labels, rank_collapse, tw_fluctuations, wigner_goe)
+                            mp_at_init, noise_structure, random_labels, rank_collapse, trained_jacobians, tw_fluctuations,
+                            wigner_goe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,9 @@ CHECKS = {c.name: c for c in [
           "threshold of n sampled transitions; structure rank = k above it", learning_bbp.run),
     Check(affine_logit_map.NAME, "12. the main job's knob: the learned token-to-logit map's margin along the rule's "
           "permutation is beta(p) = ln(1 + (1-p) V / p), the Bayes map's only singular value", affine_logit_map.run),
+    Check(trained_jacobians.NAME, "13. network Jacobian = free product of its blocks' at init; where it departs "
+          "after training, per regime (noise, meso, rule, text), and its overlap with the weight spikes",
+          trained_jacobians.run),
 ]}
 
 
