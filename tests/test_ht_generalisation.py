@@ -59,6 +59,10 @@ def test_within_weight_decay_correlation_removes_a_stratum_confound():
   assert lo > 0.5
   rho_w, lo_w, hi_w = ht.stratified_spearman_ci(metric, loss, wd, boots=500)
   assert lo_w < 0 < hi_w and abs(rho_w) < 0.5
+  configs = [dict(weight_decay=w, alpha=a, alpha_weighted=a, log10_lambda_max=a, test_loss=b)
+             for w, a, b in zip(wd, metric, loss)]
+  status, facts = ht.judge(configs, boots=300)
+  assert status == "PASS" and facts["within_weight_decay_reading_alpha"] == "INCONCLUSIVE", facts
 
 
 def _row(point, matrix, *, alpha, n_tail, lmax=0.1, status="ok", state="done", step=100, loss=1.0):
@@ -165,7 +169,7 @@ def test_full_design_meets_the_minimum_and_goes_through_lab_sweep():
 
 
 def test_calibration():
-  c = ht.calibrate(quick=True, trials=40)
+  c = ht.calibrate(quick=True, trials=30)
   assert_calibrated(c["false_alarm"], c["trials"], c["level"])
   assert c["power"] >= 0.8 and c["member_bootstrap_rejections_on_null"] > c["false_alarm"]
   json.dumps(c)

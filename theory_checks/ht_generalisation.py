@@ -10,16 +10,18 @@ heavier tails with harder tasks.
 Design (``Design``, run through ``lab sweep``): modular addition with a finite training split (``data.kind =
 "modular"``, so held-out loss measures generalisation), a grid of configurations ``learning_rate x weight_decay``
 (FULL: 6 x 5 = 30 configurations) and ``seeds`` seeds per configuration (FULL: 3), all packed into one compiled
-ensemble by ``lab.sweep``. The check reads only what the sweep stored: ``results.csv`` (``lab.sweep.summarize``: per
-point x snapshot x matrix the CSN power-law fit, ``lambda_max`` and held-out loss) and each pack's ``run.json``
-(matrix shapes).
+ensemble by ``python -m lab sweep run`` (a subprocess: ``theory_checks`` never imports ``lab``; the sweep is
+resumable and a finished one is reused). The check reads only what the sweep stored: ``results.csv``
+(``lab.sweep.summarize``: per point x snapshot x matrix the CSN power-law fit, ``lambda_max`` and held-out loss) and
+each pack's ``run.json`` (matrix shapes).
 
 Measurement, at the last snapshot of every finished point (member). A matrix ``W`` of shape ``(a, b)`` has ``N =
 max(a, b)``, ``M = min(a, b)`` and ESD eigenvalues ``l`` of ``W^T W / N`` (``spectral.esd``).
 - Matrices with ``M < MIN_M = 16`` are left out (e.g. the ``4 x d`` positional embedding: four eigenvalues carry no
-  tail), and so are fits with fewer than ``MIN_TAIL = 10`` tail points or a failed fit (``alpha_status``). Pure
-  Marchenko-Pastur noise already gives CSN alphas spread over several units at M = 64, so a tail of a handful of
-  points says nothing; every exclusion is counted and reported by matrix.
+  tail), and so are fits with fewer than ``MIN_TAIL = 10`` tail points or a failed fit (``alpha_status``). Even
+  with tails of 10 or more, pure-noise Gaussian 64 x 64 matrices give CSN alphas of 2.2 to 5.6 (5th to 95th
+  percentile of 500, docs/THEORY.md#ht_generalisation), so one fit says little and only averages can order
+  anything; every exclusion is counted and reported by matrix.
 - Per member, over its remaining matrices ``l``: ``alpha = mean_l alpha_l``; ``alpha_weighted = mean_l alpha_l
   log10(N_l lambda_max,l)`` in Martin & Mahoney's unnormalised convention (eigenvalues of ``W^T W``, ours times
   ``N``); ``log10_lambda_max = mean_l log10(N_l lambda_max,l)`` over the same matrices. ``alpha_weighted`` without
@@ -93,7 +95,7 @@ class Design:
     return len(self.learning_rates) * len(self.weight_decays)
 
 
-QUICK = Design(learning_rates=(1e-3, 3e-3, 1e-2), weight_decays=(0.0, 0.3, 1.0, 2.0), seeds=3, steps=800)
+QUICK = Design(learning_rates=(1e-3, 3e-3, 1e-2), weight_decays=(0.0, 0.3, 1.0, 2.0), seeds=3, steps=600)
 FULL = Design(learning_rates=(1e-3, 1.6e-3, 2.5e-3, 4e-3, 6.3e-3, 1e-2), weight_decays=(0.0, 0.1, 0.3, 1.0, 2.0),
               seeds=3, steps=1200, d_model=64)
 
@@ -289,7 +291,8 @@ def judge(configs: list[dict], *, members: list[dict] | None = None, sign: int =
           boots: int = BOOTS, stratum: str = "weight_decay") -> tuple[str, dict]:
   """The verdict from per-configuration means (``config_table``): the cluster-bootstrap interval of Spearman rho
   between ``sign`` x metric and held-out loss for ``METRICS`` (``JUDGED`` decide), the within-``stratum``
-  correlation, and, when ``members`` are given, the member-level bootstrap interval for comparison."""
+  correlation (with ``within_<stratum>_reading_<metric>``: what ``interval_status`` would say of its interval;
+  reported, not judged), and, when ``members`` are given, the member-level bootstrap interval for comparison."""
   if sign not in (1, -1):
     raise ValueError(f"sign: expected 1 or -1, got {sign!r}")
   loss = np.asarray([c["test_loss"] for c in configs], np.float64)
@@ -308,7 +311,8 @@ def judge(configs: list[dict], *, members: list[dict] | None = None, sign: int =
     if stratum and all(stratum in c for c in configs):
       strata = np.asarray([c[stratum] for c in configs])[ok]
       rho_w, lo_w, hi_w = stratified_spearman_ci(x[ok], loss[ok], strata, boots=boots, seed=seed + 10 + i)
-      facts.update({f"within_{stratum}_spearman_{key}": rho_w, f"within_{stratum}_ci95_{key}": [lo_w, hi_w]})
+      facts.update({f"within_{stratum}_spearman_{key}": rho_w, f"within_{stratum}_ci95_{key}": [lo_w, hi_w],
+                    f"within_{stratum}_reading_{key}": interval_status(lo_w, hi_w)})
     if members is not None:
       mx = sign * np.asarray([m[key] for m in members], np.float64)
       ml = np.asarray([m["test_loss"] for m in members], np.float64)
@@ -418,7 +422,8 @@ def check_sweep(folder: str | pathlib.Path, *, sign: int = 1, seed: int = 0, boo
       status=status, measured=measured, predicted={f"spearman_{k}": word for k in JUDGED},
       details=[dict(part="configuration", **c) for c in configs] + [dict(part="member", **m) for m in members],
       run=str(folder),
-      series={k: [c[k] for c in configs] for k in (*[a for a in axes if a != "seed"], *METRICS, "test_loss", "n_tail", "seeds")})
+      series={k: [c[k] for c in configs]
+              for k in (*[a for a in axes if a != "seed"], *METRICS, "test_loss", "n_tail", "seeds")})
 
 
 def sweep_folder(runs_dir: str | pathlib.Path, quick: bool) -> pathlib.Path:
