@@ -8,8 +8,8 @@ import pytest
 from models.presets import tiny_config
 from models import run_folder
 from models.train import train_run
-from theory_checks import (hessian_outliers, ht_generalisation, jacobian_spectra, noise_structure, random_labels,
-                           rank_collapse, wigner_goe)
+from theory_checks import (hessian_outliers, jacobian_spectra, noise_structure, random_labels, rank_collapse,
+                           wigner_goe)
 from theory_checks import __main__ as cli
 from theory_checks.__main__ import main
 from theory_checks.registry import CHECKS, Check
@@ -90,17 +90,6 @@ def test_noise_structure_reads_runs_and_judges(tiny_run):
   assert noise_structure.judge(unlearned)[0] == "INCONCLUSIVE"
 
 
-def test_ht_generalisation_judge():
-  rng = np.random.default_rng(0)
-  alpha = rng.uniform(2, 6, size=24)
-  rows = [dict(alpha=a, alpha_weighted=2 * a, test_loss=a + 0.1 * rng.normal()) for a in alpha]
-  assert ht_generalisation.judge(rows)[0] == "PASS"
-  assert ht_generalisation.judge(rows, sign=-1)[0] == "FAIL"
-  # Losses unrelated to alpha: both bootstrap intervals contain 0 (rho 0.27, CI [-0.14, 0.58]), the sweep cannot tell.
-  noise = [dict(r, test_loss=rng.normal()) for r in rows]
-  assert ht_generalisation.judge(noise)[0] == "INCONCLUSIVE"
-
-
 def test_random_labels_judge():
   mem = lambda s, out, sr, test, train: dict(seed_index=s, outliers=out, outliers_median_sigma2=out,
                                              bulk_collapsed_matrices=0, matrices=10, lmax_over_threshold=2.0,
@@ -116,15 +105,6 @@ def test_random_labels_judge():
                              [dict(r, test_accuracy=0.04) for r in real], 23)[0] == "FAIL"
   assert random_labels.judge(real, [dict(r, test_accuracy=0.04) for r in real], 23)[0] == "FAIL"
   assert random_labels.judge([dict(r, test_accuracy=0.3) for r in real], rand, 23)[0] == "INCONCLUSIVE"
-
-
-def test_spearman_bootstrap_ci():
-  x = np.arange(20.0)
-  rho, lo, hi = ht_generalisation.spearman_ci(x, x**3, boots=300)
-  assert rho == pytest.approx(1.0) and lo > 0.9
-  rng = np.random.default_rng(0)
-  rho, lo, hi = ht_generalisation.spearman_ci(rng.normal(size=40), rng.normal(size=40), boots=300)
-  assert lo < 0 < hi
 
 
 def test_verdict_rejects_an_unknown_status():

@@ -39,8 +39,9 @@ CHECKS = {c.name: c for c in [
     Check(random_labels.NAME, "8. random vs real labels on modular arithmetic: fewer, larger spikes and lower "
           "stable rank when generalising",
           random_labels.run),
-    Check(ht_generalisation.NAME, "9. alpha / alpha-weighted vs held-out loss across a hyper-parameter sweep, "
-          "Spearman + bootstrap CI", ht_generalisation.run),
+    Check(ht_generalisation.NAME, "9. alpha / alpha-weighted vs held-out loss across a learning-rate x weight-decay "
+          "sweep (lab sweep): Spearman over configurations, cluster bootstrap CI", ht_generalisation.run,
+          ht_generalisation.calibrate),
     Check(hessian_outliers.NAME, "10. Hessian of a C-class classifier: bulk + about C (or C-1) outliers",
           hessian_outliers.run),
     Check(learning_bbp.NAME, "11. planted rank-k teacher: the learned map's teacher overlap switches on at the BBP "
