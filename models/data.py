@@ -185,7 +185,11 @@ def _task_rng(cfg: DataConfig) -> np.random.Generator:
   return np.random.default_rng([cfg.task_seed, 20240611])
 
 
-def _modular_task(cfg: DataConfig) -> Task:
+def modular_split(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+  """The fixed (train, test) sequences ``[a, OP, b, =, c]`` (int32, (pairs, 5)) of a ``modular`` or ``random_labels``
+  config: every pair once, split by ``task_seed`` (``random_labels``: the same split, answers shuffled)."""
+  if cfg.kind not in ("modular", "random_labels"):
+    raise ValueError(f"cfg.kind: expected 'modular' or 'random_labels', got {cfg.kind!r}")
   n = cfg.modulus
   a, b = np.divmod(np.arange(n * n), n)
   c = {"add": a + b, "sub": a - b, "mul": a * b}[cfg.modular_op] % n
@@ -195,7 +199,14 @@ def _modular_task(cfg: DataConfig) -> Task:
   if cfg.kind == "random_labels":
     c = c[rng.permutation(n * n)]
   seqs = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1), c], axis=1).astype(np.int32)
-  train_seqs, test_seqs = jnp.asarray(seqs[order[:n_train]]), jnp.asarray(seqs[order[n_train:]])
+  return seqs[order[:n_train]], seqs[order[n_train:]]
+
+
+def _modular_task(cfg: DataConfig) -> Task:
+  n = cfg.modulus
+  train_np, test_np = modular_split(cfg)
+  n_train = train_np.shape[0]
+  train_seqs, test_seqs = jnp.asarray(train_np), jnp.asarray(test_np)
 
   def sample(key, p, train):
     kidx, knoise = jax.random.split(key)

@@ -162,3 +162,78 @@ def attribute_components(u, v, left: Mapping[str, object], right: Mapping[str, o
     best = max(named, key=lambda sm: sm[1][1]) if named else None
     out.append({"left": lj, "right": rj, "best": None if best is None else (best[0], best[1][0], best[1][1])})
   return out
+
+
+def fourier_power(x, n: int | None = None) -> np.ndarray:
+  """Power of the rows of ``x`` (n, d) in each Fourier mode over its ``n`` rows (tokens ``t = 0..n-1``).
+
+  ``P_k = ||Q_k^T x||_F^2`` with ``Q_k = fourier_basis(n, k)``, ``k = 0..n//2``: for ``0 < k < n/2`` it is
+  ``(|X_k|^2 + |X_(n-k)|^2) / n`` summed over the columns, ``X_k = sum_t x_t exp(-2 pi i k t / n)`` the DFT over
+  tokens. The modes are orthonormal and complete, so ``sum_k P_k = ||x||_F^2`` (Parseval). Returns (n//2 + 1,).
+  """
+  x = _as_matrix(x, "x")
+  if n is not None and n != x.shape[0]:
+    raise ValueError(f"x: expected {n} rows (one per token), got {x.shape[0]}")
+  n = x.shape[0]
+  if n < 2:
+    raise ValueError(f"x: expected at least 2 rows (tokens), got {n}")
+  return np.asarray([float(np.sum((fourier_basis(n, k).T @ x) ** 2)) for k in range(n // 2 + 1)])
+
+
+def key_frequencies_by_mass(x, mass: float = 0.9) -> list[int]:
+  """The smallest set of non-constant Fourier modes ``k >= 1`` holding at least ``mass`` of the non-DC power of
+  ``x`` (n, d) (``fourier_power``), largest first; sorted ascending. A noise-free rule: with noise spread over all
+  modes it counts noise modes too (``key_frequencies`` tests each mode against a null instead)."""
+  if not 0.0 < mass <= 1.0:
+    raise ValueError(f"mass: expected a fraction in (0, 1], got {mass!r}")
+  p = fourier_power(x)[1:]
+  if not np.any(p > 0):
+    return []
+  order = np.argsort(-p, kind="stable")
+  count = int(np.searchsorted(np.cumsum(p[order]) / p.sum(), mass - 1e-12) + 1)
+  return sorted(int(k) + 1 for k in order[:count])
+
+
+def key_frequencies(x, *, level: float = 0.01, draws: int = 199, seed: int = 0) -> list[int]:
+  """Fourier modes ``k >= 1`` of the rows of ``x`` (n, d) whose power is above the noise floor of random sign flips.
+
+  Sequential and deflated like ``spectral.structure`` (Hong, Sheng & Dobriban 2020, arXiv:2012.02985; Dobriban &
+  Owen 2019, arXiv:1710.00479). With the set ``A`` accepted so far (the constant mode ``k = 0`` is always in it:
+  never tested), ``R = P_A^perp x`` is ``x`` projected off the modes of ``A``; the statistic is the largest power of
+  ``R`` in a mode outside ``A``, ``T = max_k P_k(R) / dim_k``; each null draw is ``P_A^perp (R o S)`` (``S`` iid
+  +-1), rescaled to ``||R||_F``, with the same statistic. If the entries of the noise are independent and symmetric,
+  a flip spreads the energy evenly over the modes, so a mode stands out only when its rows are correlated the way a
+  Fourier feature is. The mode of ``T`` is accepted when ``T`` exceeds the ``1 - level`` quantile of the draws; the
+  test stops at the first mode that does not. Dividing by ``dim_k`` (2, or 1 for ``k = n/2``) compares modes of
+  different sizes per dimension.
+
+  Returns the accepted modes, ascending (``K = len``). Randomness: ``numpy.random.default_rng([seed, round])``.
+  """
+  x = _as_matrix(x, "x")
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+  if not isinstance(draws, (int, np.integer)) or draws < int(np.ceil(1.0 / level)) - 1:
+    raise ValueError(f"draws: expected an integer >= 1/level - 1 = {int(np.ceil(1.0 / level)) - 1}, got {draws!r}")
+  n = x.shape[0]
+  dims = [fourier_basis(n, k).shape[1] for k in range(n // 2 + 1)]
+  basis = np.concatenate([fourier_basis(n, k) for k in range(n // 2 + 1)], axis=1)  # (n, n), orthonormal
+  mode_of = np.repeat(np.arange(len(dims)), dims)  # column -> mode
+  to_modes = (mode_of[:, None] == np.arange(len(dims))[None, :]) / np.asarray(dims, np.float64)[None, :]
+  accepted: list[int] = []
+  while len(accepted) < len(dims) - 1:
+    keep = ~np.isin(mode_of, [0, *accepted])  # columns of the modes still tested
+    r = basis[:, keep] @ (basis[:, keep].T @ x)  # P_A^perp x
+    norm = np.linalg.norm(r)
+    if norm == 0:
+      break
+    rng = np.random.default_rng([seed, len(accepted)])
+    flips = np.concatenate([r[None], r[None] * rng.choice([-1.0, 1.0], size=(draws, *r.shape))])
+    coef = np.einsum("nc,bnd->bcd", basis, flips) * keep[None, :, None]  # projected off A, in mode coordinates
+    energy = np.sum(coef**2, axis=(1, 2))
+    scores = (np.sum(coef**2, axis=2) * (norm**2 / np.maximum(energy, 1e-300))[:, None]) @ to_modes
+    scores[:, [0, *accepted]] = -np.inf
+    t, k = float(scores[0].max()), int(scores[0].argmax())
+    if t <= np.quantile(scores[1:].max(axis=1), 1.0 - level):
+      break
+    accepted.append(k)
+  return sorted(accepted)

@@ -150,3 +150,21 @@ def matrix_metrics(eigenvalues, shape, *, level: float = 0.01, ks: str = "powerl
   if ev.ndim != 1:
     raise ValueError(f"eigenvalues: expected a 1-D array, got shape {ev.shape}")
   return batch_metrics(ev[None], shape, level=level, ks=ks)[0]
+
+
+def effective_ranks(singular_values) -> tuple[np.ndarray, np.ndarray]:
+  """Stable rank and entropy (effective) rank from singular values (..., M), numpy float64, nothing fitted.
+
+  ``stable_rank = sum s_i^2 / max s_i^2`` and ``entropy_rank = exp(-sum p_i ln p_i)``, ``p_i = s_i / sum s_j`` (Roy &
+  Vetterli 2007, "The effective rank: a measure of effective dimensionality", EUSIPCO): the same definitions as
+  ``batch_metrics`` (whose ESD eigenvalues are ``s_i^2 / N``; both ranks are scale-free), without its power-law and
+  MP fits. A zero matrix gives NaN for both.
+  """
+  s = np.abs(np.asarray(singular_values, np.float64))
+  if s.ndim < 1 or s.shape[-1] < 1:
+    raise ValueError(f"singular_values: expected an array (..., M) with M >= 1, got shape {s.shape}")
+  with np.errstate(invalid="ignore", divide="ignore"):
+    stable = np.sum(s**2, axis=-1) / np.max(s, axis=-1) ** 2
+    p = s / np.sum(s, axis=-1, keepdims=True)
+    entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+  return stable, np.where(np.isfinite(stable), np.exp(entropy), np.nan)

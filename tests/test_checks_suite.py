@@ -2,13 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from models.presets import tiny_config
 from models import run_folder
 from models.train import train_run
-from theory_checks import (hessian_outliers, jacobian_spectra, noise_structure, random_labels, rank_collapse,
+from theory_checks import (hessian_outliers, jacobian_spectra, noise_structure, rank_collapse,
                            wigner_goe)
 from theory_checks import __main__ as cli
 from theory_checks.__main__ import main
@@ -88,23 +87,6 @@ def test_noise_structure_reads_runs_and_judges(tiny_run):
   unlearned = dict(init=init, trained=dict(noise=reg(1.0, 0, 0.02), meso=reg(0.5, 4, 0.5),
                                            structured=reg(0.0, 0, 0.3)))
   assert noise_structure.judge(unlearned)[0] == "INCONCLUSIVE"
-
-
-def test_random_labels_judge():
-  mem = lambda s, out, sr, test, train: dict(seed_index=s, outliers=out, outliers_median_sigma2=out,
-                                             bulk_collapsed_matrices=0, matrices=10, lmax_over_threshold=2.0,
-                                             stable_rank=sr, test_accuracy=test, train_accuracy=train)
-  real = [mem(s, 2 + s % 2, 3.0 + 0.1 * s, 0.95, 1.0) for s in range(4)]
-  rand = [mem(s, 8 + s % 2, 6.0 + 0.2 * s, 0.04, 1.0) for s in range(4)]
-  assert random_labels.judge(real, rand, 23)[0] == "PASS"
-  # Runs swapped wholesale: the "real" runs do not generalise, so the premise fails, whatever the spectra say.
-  status, facts = random_labels.judge(rand, real, 23)
-  assert status == "INCONCLUSIVE" and "did not generalise" in facts["reason"]
-  # The wrong direction with the premise met FAILs, and so does no difference at all (the prediction claims one).
-  assert random_labels.judge([dict(r, test_accuracy=0.95) for r in rand],
-                             [dict(r, test_accuracy=0.04) for r in real], 23)[0] == "FAIL"
-  assert random_labels.judge(real, [dict(r, test_accuracy=0.04) for r in real], 23)[0] == "FAIL"
-  assert random_labels.judge([dict(r, test_accuracy=0.3) for r in real], rand, 23)[0] == "INCONCLUSIVE"
 
 
 def test_verdict_rejects_an_unknown_status():

@@ -36,8 +36,8 @@ CHECKS = {c.name: c for c in [
           rank_collapse.run),
     Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p: outliers, alpha, KS, randomized "
           "baseline, weight-decay control (run folders)", noise_structure.run),
-    Check(random_labels.NAME, "8. random vs real labels on modular arithmetic: fewer, larger spikes and lower "
-          "stable rank when generalising",
+    Check(random_labels.NAME, "8. real vs random labels on modular arithmetic: a grokked embedding's structure rank "
+          "is 2K (K key Fourier frequencies), its structured directions Fourier modes unlike a memoriser's",
           random_labels.run),
     Check(ht_generalisation.NAME, "9. alpha / alpha-weighted vs held-out loss across a learning-rate x weight-decay "
           "sweep (lab sweep): Spearman over configurations, cluster bootstrap CI", ht_generalisation.run,
