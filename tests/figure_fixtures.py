@@ -89,8 +89,22 @@ def learning_bbp_verdict(seed=0, seeds=5):
       measured=dict(transition_status="PASS", rank_status="PASS"))
 
 
+def noise_structure_verdict():
+  regimes = ["p=1", "p=0.5", "p=0", "natural_pydoc"]
+  series = dict(regime=regimes, p=[1.0, 0.5, 0.0, 0.0], natural=[False, False, False, True],
+                entropy_norm=[1.0, 0.71, 0.0, 0.24], total_dc_mean=[9.0, 1.0, 0.0, 4.0],
+                total_positional_mean=[6.0, 4.0, 2.0, 2.0], total_token_mean=[1.0, 0.5, 0.0, 3.0],
+                total_other_mean=[95.0, 118.0, 122.0, 126.0], total_learned_mean=[96.0, 118.5, 122.0, 129.0],
+                total_learned_se=[2.0, 1.5, 1.0, 3.0], total_excess_mean=[0.0, 22.0, 26.0, 36.0],
+                total_excess_se=[0.0, 3.0, 4.0, 5.0], dynamics_steps=[30, 100, 300],
+                dynamics_learned_mean=[123.0, 125.0, 119.0], dynamics_learned_se=[0.3, 1.5, 2.1],
+                dynamics_excess_mean=[29.0, 31.0, 22.0], dynamics_excess_se=[6.0, 1.5, 6.0])
+  return _verdict("noise_structure", series, measured=dict(meso_spike_rises_then_falls=True))
+
+
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
-                hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict)
+                hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict,
+                noise_structure=noise_structure_verdict)
 
 
 def write_verdicts(checks_dir) -> dict:

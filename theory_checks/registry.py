@@ -33,8 +33,9 @@ CHECKS = {c.name: c for c in [
           jacobian_spectra.run),
     Check(rank_collapse.NAME, "6. rank collapse in attention-only stacks; skip connections prevent it",
           rank_collapse.run),
-    Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p: outliers, alpha, KS, randomized "
-          "baseline, weight-decay control (run folders)", noise_structure.run),
+    Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p and natural text: structure rank of dW "
+          "by attribution (DC, positional, token, other) against the matched p = 1 seed, remainder, dynamics",
+          noise_structure.run),
     Check(random_labels.NAME, "8. random vs real labels on modular arithmetic: fewer, larger spikes and lower "
           "stable rank when generalising",
           random_labels.run),
