@@ -75,7 +75,7 @@ def test_planted_embedding_update_splits_dc_and_token_directions(residual):
 def test_pure_noise_update_has_no_structure(residual):
   subs, _ = residual
   rng = np.random.default_rng(3)
-  w0 = rng.normal(size=(8, D, HEADS))
+  w0 = rng.normal(size=(3, D, HEADS))  # the planted tests' batch shape: one compiled structure test for all
   w = w0 + rng.normal(size=w0.shape)
   rows = [ns.matrix_row("attn_ov", r, subs, {}) for r in structure_rank_batch(w, inits=w0, level=ns.LEVEL, seed=0)]
   assert sum(r["rank"] for r in rows) <= 1  # family-wise level 1% per matrix
@@ -94,14 +94,13 @@ def test_flat_rank_limit():
   assert ns.flat_rank_limit((128, 64)) == pytest.approx(21.97, abs=0.01)
   # a flat rank-r block below r* is seen, above it not: the power caveat of prediction (B), on planted matrices
   rng = np.random.default_rng(4)
-  a, b = 48, 32
+  a, b = D, HEADS
   limit = ns.flat_rank_limit((a, b))  # 9.8
-  seen = []
-  for r in (4, 20):
-    q = _orthonormal(rng, a, r) @ _orthonormal(rng, b, r).T
-    w = (np.sqrt(max(a, b)) * 3.0 * q + 0.05 * rng.normal(size=(a, b)))[None]
-    seen.append(structure_rank_batch(w, level=ns.LEVEL, seed=0)[0].rank)
-  assert seen[0] == 4 and seen[1] == 0 and 4 < limit < 20, (seen, limit)
+  ranks = (4, 20, 3)
+  w = np.stack([np.sqrt(a) * 3.0 * _orthonormal(rng, a, r) @ _orthonormal(rng, b, r).T + 0.05 * rng.normal(size=(a, b))
+                for r in ranks])
+  seen = [res.rank for res in structure_rank_batch(w, level=ns.LEVEL, seed=0)]
+  assert seen == [4, 0, 3] and 4 < limit < 20, (seen, limit)
 
 
 # --- the verdict rule on member rows -------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ class Design:
 
 
 # Quick: the main job at a quarter width (d_model 32, V 16, L 8: the same V / d and L / d as the main job), 300 steps.
-QUICK = Design(d_model=32, num_heads=2, num_layers=2, vocab_size=16, seq_len=8, batch_size=16, steps=300, seeds=3,
+QUICK = Design(d_model=32, num_heads=2, num_layers=2, vocab_size=16, seq_len=8, batch_size=16, steps=300, seeds=2,
                snapshot_steps=(0, 30, 100, 300), text_sources=("pydoc",), widths=())
 # Full: the main job's size (lab.main_job / models.presets: width 128, 2 layers, 4 heads, V 64, L 32, batch 32,
 # 600 steps, lr 1e-3), 5 seeds, both text sources, and the width-scaling runs.
@@ -336,7 +336,8 @@ def summarise(rows: list[dict], run) -> dict:
             and "has_gap" in m]
     s["gap_tested"], s["gap_count"] = len(path), int(sum(m["has_gap"] for m in path))
     decay = [m["decay_exponent"] for r in rr for m in r["matrices"].values()
-             if m.get("decay_exponent") is not None and not m.get("has_gap", True)]
+             if m.get("decay_exponent") is not None and np.isfinite(m["decay_exponent"])
+             and not m.get("has_gap", True)]
     s["decay_exponent_mean"], s["decay_exponent_se"] = common.mean_se(np.asarray(decay)) if decay else (np.nan,) * 2
     s["decay_exponent_count"] = len(decay)
     s["matrices"] = len(rr[0]["matrices"])
@@ -425,9 +426,9 @@ def check_runs(main, *, texts=(), widths=(), dynamics: bool = True, seed: int = 
                             summary=summary)
   dyn = None
   snap = [s for s in main.config["train"]["snapshot_steps"] if s > 0]
-  if dynamics and len(snap) > 1:
+  meso = [reg for reg, s in summary.items() if round(s["p"], 3) == 0.5]
+  if dynamics and len(snap) > 1 and meso:
     by_step = {max(snap): rows}
-    meso = [reg for reg, s in summary.items() if round(s["p"], 3) == 0.5]
     ctrl = [reg for reg, s in summary.items() if s["p"] == 1.0]
     for st in snap[:-1]:
       by_step[st] = measure_run(main, step=st, regimes=meso + ctrl, remainder=False, seed=seed)
@@ -457,9 +458,9 @@ def check_runs(main, *, texts=(), widths=(), dynamics: bool = True, seed: int = 
                   dynamics_learned_se=dyn["learned_se"], dynamics_excess_mean=dyn["excess_mean"],
                   dynamics_excess_se=dyn["excess_se"])
   ws = sorted(width_facts)
-  series.update(widths=ws, width_excess_structured=[width_facts[w]["summary"][next(
-      r for r, s in width_facts[w]["summary"].items() if s["p"] == 0.0)]["total_excess_mean"] for w in ws],
-      width_noise_learned=[width_facts[w]["facts"].get("a_noise_learned_count") for w in ws])
+  rule = lambda summ: next((s["total_excess_mean"] for s in summ.values() if s["p"] == 0.0), float("nan"))
+  series.update(widths=ws, width_excess_structured=[rule(width_facts[w]["summary"]) for w in ws],
+                width_noise_learned=[width_facts[w]["facts"].get("a_noise_learned_count") for w in ws])
 
   measured = dict(facts)
   measured.update({f"{r}_{k}": all_summary[r][k] for r in all_regs for k in
@@ -484,7 +485,8 @@ def check_runs(main, *, texts=(), widths=(), dynamics: bool = True, seed: int = 
       "beyond the sign-flip null; (D, reported) whether the meso spike count rises then falls during training",
       source="the data's Bayes predictor (uniform at p=1; log(p/V) + beta(p) Pi of rank V-1 at p<1, "
       "docs/THEORY.md#affine_logit_map); structure rank: Hong, Sheng & Dobriban 2020 (arXiv:2012.02985), deflated "
-      "as Dobriban & Owen 2019 (arXiv:1710.00479); meso-scale continuum: the lab's issue; docs/THEORY.md#noise_structure",
+      "as Dobriban & Owen 2019 (arXiv:1710.00479); meso-scale continuum: the lab's issue; "
+      "docs/THEORY.md#noise_structure",
       tolerance=f"(A) token+other directions at p=1 <= Binomial(K S, {LEVEL}) 99% quantile = {facts.get('a_allowed')}; "
       f"(B) unembedding excess >= {RULE_FRACTION} (V-1) = {facts.get('b_needed')}; (C) meso gaps <= Binomial(n, "
       f"1/{REMAINDER_DRAWS + 1}) 99% quantile = {facts.get('c_allowed')}; INCONCLUSIVE if p=0 held-out accuracy < 0.9",
