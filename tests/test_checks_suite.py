@@ -73,7 +73,7 @@ def test_hessian_outliers_rejects_an_off_by_one_count(monkeypatch):
   assert v.measured["outliers"] == 2 and v.status == "FAIL", v.measured
 
 
-@pytest.mark.slow  # a structure rank of dW for every matrix of six members at two checkpoints: ~30 s on 2 cores
+@pytest.mark.slow  # structure rank of dW for every matrix of six members at two checkpoints: ~3 min on loaded 2 cores
 def test_noise_structure_reads_runs_and_judges(tiny_run):
   # The judging rule's outcomes are forced on synthetic rows in tests/test_noise_structure.py; here the whole path
   # (checkpoints, regenerated inits, structure rank, attribution, remainder, dynamics) on a real tiny run.
