@@ -10,7 +10,8 @@ Three panels:
 - the dynamics of the learned count at ``p = 0.5`` over training (and its excess over the matched noise seed).
 Series read (``SERIES``): ``regime``, ``p``, ``natural``, ``entropy_norm``, ``total_<category>_mean`` for each of
 ``dc``, ``positional``, ``token``, ``other``; ``total_learned_mean``, ``total_learned_se``, ``total_excess_mean``,
-``total_excess_se``; optionally ``dynamics_steps``, ``dynamics_learned_mean``, ``dynamics_learned_se``,
+``total_excess_se``; optionally ``text`` (the regime comes from a text run: its ``p = 1`` control is drawn apart
+from the affine chain), ``dynamics_steps``, ``dynamics_learned_mean``, ``dynamics_learned_se``,
 ``dynamics_excess_mean``, ``dynamics_excess_se``.
 """
 
@@ -28,7 +29,7 @@ CHECK = "noise_structure"
 CATEGORIES = ("dc", "positional", "token", "other")
 REQUIRED = ("regime", "p", "natural", "entropy_norm", *(f"total_{c}_mean" for c in CATEGORIES), "total_learned_mean",
             "total_learned_se", "total_excess_mean", "total_excess_se")
-OPTIONAL = ("dynamics_steps", "dynamics_learned_mean", "dynamics_learned_se", "dynamics_excess_mean",
+OPTIONAL = ("text", "dynamics_steps", "dynamics_learned_mean", "dynamics_learned_se", "dynamics_excess_mean",
             "dynamics_excess_se")
 SERIES = REQUIRED + OPTIONAL
 DESCRIPTION = "structure rank of dW by attribution per regime, the meso curve on the entropy axis, spike dynamics"
@@ -45,17 +46,20 @@ def plotted_numbers(verdict: inputs.Verdict) -> dict:
   n = len(regimes)
   cols = {k: _floats(get(k)) for k in REQUIRED if k not in ("regime", "natural")}
   natural = [bool(x) for x in get("natural")]
+  text = [bool(x) for x in verdict.series.get("text") or natural]
   for k, vals in cols.items():
     if len(vals) != n:
       raise inputs.VerdictFormatError(f"{CHECK}: series {k} must have one value per regime ({n}), got {len(vals)}")
   bars = []
   for p, label in BAR_REGIMES:
-    hit = [i for i in range(n) if not natural[i] and abs(cols["p"][i] - p) < 1e-9]
+    hit = [i for i in range(n) if not text[i] and abs(cols["p"][i] - p) < 1e-9]
     if hit:
       bars.append(dict(label=f"{label} (p={p:g})", index=hit[0]))
   bars += [dict(label=regimes[i].replace("_", " "), index=i) for i in range(n) if natural[i]]
   stacks = {c: [cols[f"total_{c}_mean"][b["index"]] for b in bars] for c in CATEGORIES}
-  out = dict(check=verdict.check, status=verdict.status, regimes=regimes, natural=natural,
+  if len(text) != n:
+    raise inputs.VerdictFormatError(f"{CHECK}: series text must have one value per regime ({n}), got {len(text)}")
+  out = dict(check=verdict.check, status=verdict.status, regimes=regimes, natural=natural, text=text,
              bar_labels=[b["label"] for b in bars], stacks=stacks, **cols)
   steps = verdict.series.get("dynamics_steps")
   if steps:
@@ -92,16 +96,20 @@ def make_figure(verdict: inputs.Verdict, out_dir: str | pathlib.Path, *, columns
 
     ax = axes[1]
     h = np.asarray(d["entropy_norm"])
-    nat = np.asarray(d["natural"])
+    nat, txt = np.asarray(d["natural"]), np.asarray(d["text"])
+    ctrl = txt & ~nat  # a text run's p = 1 control
     for key, label, colour, marker in (("total_learned", "learned (token + other)", style.OKABE_ITO[5], "o"),
                                        ("total_excess", "excess over matched p = 1", style.OKABE_ITO[6], "s")):
       y, e = np.asarray(d[f"{key}_mean"]), np.nan_to_num(np.asarray(d[f"{key}_se"]))
-      order = np.argsort(h[~nat])
-      ax.errorbar(h[~nat][order], y[~nat][order], e[~nat][order], color=colour, marker=marker, ms=3, lw=1,
+      order = np.argsort(h[~txt])
+      ax.errorbar(h[~txt][order], y[~txt][order], e[~txt][order], color=colour, marker=marker, ms=3, lw=1,
                   capsize=2, label=label + " (affine chain)")
       if nat.any():
         ax.errorbar(h[nat], y[nat], e[nat], color=colour, marker="*", ms=7, ls="none", capsize=2,
                     label=label + " (text)")
+      if ctrl.any():
+        ax.errorbar(h[ctrl], y[ctrl], e[ctrl], color=colour, marker="*", mfc="white", ms=7, ls="none", capsize=2,
+                    label=label + " (text, p = 1)")
     ax.axhline(0.0, color=style.SECONDARY_COLOUR, lw=0.6, ls=":")
     ax.set_xlabel(r"entropy rate / $\log_2 V$")
     ax.set_ylabel("directions per member")

@@ -440,7 +440,7 @@ def check_runs(main, *, texts=(), widths=(), dynamics: bool = True, seed: int = 
   shape_unembed = next(tuple(main.info["matrices"][n]["shape"]) for n in main.info["matrices"] if
                        n.startswith("unembed."))
   series = dict(regime=all_regs, p=[all_summary[r]["p"] for r in all_regs],
-                natural=[r.startswith("natural") for r in all_regs],
+                natural=[r.startswith("natural") for r in all_regs], text=[r in text_summary for r in all_regs],
                 entropy_norm=[all_summary[r]["entropy_norm"] for r in all_regs],
                 entropy_bits=[all_summary[r]["entropy_bits"] for r in all_regs],
                 kinds=list(KINDS), categories=list(CATEGORIES))
