@@ -176,7 +176,12 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
   u, v = result.u, result.v
   if a > b:
     x, resid, u, v = x.T, resid.T, v, u
-  basis = lambda c: jnp.asarray(np.linalg.qr(c)[0] if c.shape[1] else c, jnp.float32)
+  def basis(c):
+    # Orthonormal basis padded with zero columns to a multiple of 8: a zero column projects nothing, and the padding
+    # keeps one compiled ``_projected_flip`` per shape instead of one per rank.
+    q = np.linalg.qr(c)[0] if c.shape[1] else c
+    return jnp.asarray(np.pad(q, ((0, 0), (0, -q.shape[1] % 8 or (8 if not q.shape[1] else 0)))), jnp.float32)
+
   ev_x, ev, vec = _spectra(jnp.asarray(x, jnp.float32), jnp.asarray(resid, jnp.float32), basis(u), basis(v),
                            jax.random.key(int(seed)), int(draws))
   ev_x = np.clip(np.asarray(ev_x, np.float64), 0.0, None)[::-1]

@@ -100,9 +100,23 @@ def trained_jacobians_verdict(seed=0):
       measured=dict(rejected_at_init=0))
 
 
+def noise_structure_verdict():
+  regimes = ["p=1", "p=0.5", "p=0", "text_noise", "natural_pydoc"]
+  series = dict(regime=regimes, p=[1.0, 0.5, 0.0, 1.0, 0.0], natural=[False, False, False, False, True],
+                text=[False, False, False, True, True], entropy_norm=[1.0, 0.71, 0.0, 1.0, 0.24],
+                total_dc_mean=[9.0, 1.0, 0.0, 9.0, 4.0], total_positional_mean=[6.0, 4.0, 2.0, 6.0, 2.0],
+                total_token_mean=[1.0, 0.5, 0.0, 19.0, 3.0], total_other_mean=[95.0, 118.0, 122.0, 75.0, 126.0],
+                total_learned_mean=[96.0, 118.5, 122.0, 94.0, 129.0], total_learned_se=[2.0, 1.5, 1.0, 1.0, 3.0],
+                total_excess_mean=[0.0, 22.0, 26.0, 0.0, 36.0], total_excess_se=[0.0, 3.0, 4.0, 0.0, 5.0],
+                dynamics_steps=[30, 100, 300],
+                dynamics_learned_mean=[123.0, 125.0, 119.0], dynamics_learned_se=[0.3, 1.5, 2.1],
+                dynamics_excess_mean=[29.0, 31.0, 22.0], dynamics_excess_se=[6.0, 1.5, 6.0])
+  return _verdict("noise_structure", series, measured=dict(meso_spike_rises_then_falls=True))
+
+
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
                 hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict,
-                trained_jacobians=trained_jacobians_verdict)
+                trained_jacobians=trained_jacobians_verdict, noise_structure=noise_structure_verdict)
 
 
 def write_verdicts(checks_dir) -> dict:

@@ -72,21 +72,15 @@ def test_hessian_outliers_rejects_an_off_by_one_count(monkeypatch):
   assert v.measured["outliers"] == 2 and v.status == "FAIL", v.measured
 
 
+@pytest.mark.slow  # structure rank of dW for every matrix of six members at two checkpoints: ~3 min on loaded 2 cores
 def test_noise_structure_reads_runs_and_judges(tiny_run):
+  # The judging rule's outcomes are forced on synthetic rows in tests/test_noise_structure.py; here the whole path
+  # (checkpoints, regenerated inits, structure rank, attribution, remainder, dynamics) on a real tiny run.
   v = noise_structure.check_runs(tiny_run)
   assert_well_formed(v)
-  assert len(v.series["p"]) == 3
-  # Forced outcomes on synthetic summaries: the rule can FAIL and can be INCONCLUSIVE.
-  reg = lambda p, other, acc: dict(p=p, seeds=3, matrices=10, other_count=other, total_mean=other / 3,
-                                   test_accuracy=acc)
-  init = {r: dict(total_mean=0.0) for r in ("noise", "meso", "structured")}
-  good = dict(init=init, trained=dict(noise=reg(1.0, 0, 0.02), meso=reg(0.5, 4, 0.5), structured=reg(0.0, 0, 1.0)))
-  assert noise_structure.judge(good)[0] == "PASS"
-  bad = dict(init=init, trained=dict(noise=reg(1.0, 9, 0.02), meso=reg(0.5, 4, 0.5), structured=reg(0.0, 0, 1.0)))
-  assert noise_structure.judge(bad)[0] == "FAIL"
-  unlearned = dict(init=init, trained=dict(noise=reg(1.0, 0, 0.02), meso=reg(0.5, 4, 0.5),
-                                           structured=reg(0.0, 0, 0.3)))
-  assert noise_structure.judge(unlearned)[0] == "INCONCLUSIVE"
+  assert v.series["p"] == [1.0, 0.5, 0.0] and v.series["dynamics_steps"] == [5, 20]
+  assert v.status in ("FAIL", "INCONCLUSIVE", "PASS")
+  assert v.series["total_excess_mean"][0] == 0.0  # p = 1 is its own matched control
 
 
 def test_verdict_rejects_an_unknown_status():

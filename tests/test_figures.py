@@ -15,8 +15,8 @@ import pytest
 
 import figure_fixtures
 from figures import (bbp_transition, esd_by_regime, esd_tail, hessian_spectrum, inputs, jacobian_spectra, meso_curve,
-                     metrics_evolution, registry, spacing_ratios, structure_rank_vs_k, style, teacher_overlap,
-                     trained_jacobians, tw_histogram)
+                     metrics_evolution, registry, spacing_ratios, structure_decomposition, structure_rank_vs_k, style,
+                     teacher_overlap, trained_jacobians, tw_histogram)
 from figures.__main__ import main as figures_main
 from models.presets import tiny_config
 from models import run_folder
@@ -128,7 +128,7 @@ def test_spacing_ratios(tiny_run, tmp_path):
 
 
 CHECK_FIGURES = [(tw_histogram, 2), (bbp_transition, 3), (jacobian_spectra, 3), (hessian_spectrum, 1),
-                 (teacher_overlap, 2), (structure_rank_vs_k, 2), (trained_jacobians, 3)]
+                 (teacher_overlap, 2), (structure_rank_vs_k, 2), (trained_jacobians, 3), (structure_decomposition, 3)]
 
 
 def series_names(module, verdict) -> list[str]:
@@ -168,6 +168,7 @@ REAL_CHECKS = {  # each check at a size of seconds
     "teacher_overlap": lambda: _tiny_learning_bbp(),
     "structure_rank_vs_k": lambda: _tiny_learning_bbp(),
     "trained_jacobians": lambda: _tiny_trained_jacobians(),
+    "structure_decomposition": lambda: _tiny_noise_structure(),
 }
 
 
@@ -189,6 +190,19 @@ def _tiny_trained_jacobians():
     return tj.check_runs(*runs)
 
 
+def _tiny_noise_structure():
+  """noise_structure on the tiny main-job config (one training), in a temporary folder."""
+  import tempfile
+
+  from models.presets import tiny_config
+  from models.run_folder import load_run
+  from models.train import train_run
+  from theory_checks import noise_structure
+
+  with tempfile.TemporaryDirectory() as tmp:
+    return noise_structure.check_runs(load_run(train_run(tiny_config("tiny_ns"), tmp, progress=False)))
+
+
 def _tiny_learning_bbp():
   """learning_bbp on the tiny design of tests/test_learning_bbp.py (two trainings), in a temporary folder."""
   import tempfile
@@ -205,7 +219,7 @@ def _tiny_learning_bbp():
 
 
 COMPILE_HEAVY = {"jacobian_spectra", "hessian_spectrum", "teacher_overlap", "structure_rank_vs_k",  # slow on 2 cores
-                 "trained_jacobians"}
+                 "trained_jacobians", "structure_decomposition"}
 
 
 @pytest.mark.parametrize("module", [pytest.param(m, marks=[pytest.mark.slow] if m.NAME in COMPILE_HEAVY else [])

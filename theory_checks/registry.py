@@ -34,8 +34,9 @@ CHECKS = {c.name: c for c in [
           jacobian_spectra.run),
     Check(rank_collapse.NAME, "6. rank collapse in attention-only stacks; skip connections prevent it",
           rank_collapse.run),
-    Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p: outliers, alpha, KS, randomized "
-          "baseline, weight-decay control (run folders)", noise_structure.run),
+    Check(noise_structure.NAME, "7. noise vs structure vs meso-scale along p and natural text: structure rank of dW "
+          "by attribution (DC, positional, token, other) against the matched p = 1 seed, remainder, dynamics",
+          noise_structure.run),
     Check(random_labels.NAME, "8. real vs random labels on modular arithmetic: a grokked embedding's structure rank "
           "is 2K (K key Fourier frequencies), its structured directions Fourier modes unlike a memoriser's",
           random_labels.run),
