@@ -1,0 +1,113 @@
+"""Alarm-rule calibration (theory_checks.alarms) on synthetic trajectories with a known change point."""
+
+import math
+
+import numpy as np
+import pytest
+
+from theory_checks import alarms as al
+from theory_checks.common import binomial_upper_quantile
+
+STEPS = np.arange(0, 2000, 20, dtype=float)
+START = 200.0
+LEAD = 600.0  # the jump happens this long after the change point
+
+
+def null_runs(rng, n, kind="control"):
+  """AR(1) noise with unit stationary variance: controls that never change."""
+  out = []
+  for i in range(n):
+    e = rng.standard_normal(STEPS.size)
+    x = np.empty_like(e)
+    x[0] = e[0]
+    for k in range(1, x.size):
+      x[k] = 0.7 * x[k - 1] + math.sqrt(1 - 0.49) * e[k]
+    out.append(al.Trajectory(STEPS, x, False, kind, seed=i))
+  return out
+
+
+def change_runs(rng, n, shift=12.0):
+  """The same noise plus a step of ``shift`` at a known change point tau; the 'jump' (t50) at tau + LEAD."""
+  out = []
+  for i, t in enumerate(null_runs(rng, n)):
+    tau = float(rng.choice(STEPS[(STEPS >= 400) & (STEPS <= 1200)]))
+    x = t.values + shift * (STEPS >= tau)
+    out.append(al.Trajectory(STEPS, x, True, "grok", t50=tau + LEAD, t90=tau + LEAD + 100, seed=1000 + i))
+  return out
+
+
+def test_conformal_threshold_order_statistic():
+  stats = np.arange(1.0, 20.0)  # n = 19
+  assert al.conformal_threshold(stats, 0.05) == 19.0  # ceil(20 * 0.95) = 19
+  assert al.conformal_threshold(stats, 0.5) == 10.0
+  assert al.conformal_threshold(stats[:10], 0.05) == math.inf  # n = 10 < 1/0.05 - 1: cannot certify 5%
+  with pytest.raises(ValueError, match="fpr"):
+    al.conformal_threshold(stats, 0.0)
+
+
+def test_trailing_mean_is_causal():
+  x = np.array([1.0, np.nan, 3.0, 5.0])
+  np.testing.assert_allclose(al.trailing_mean(x, 2), [1.0, 1.0, 3.0, 4.0])
+  y = x.copy()
+  y[3] = 100.0  # a change in the future never moves the past
+  np.testing.assert_allclose(al.trailing_mean(y, 2)[:3], al.trailing_mean(x, 2)[:3])
+
+
+def test_auroc_known_values():
+  assert al.auroc([2, 3], [0, 1]) == 1.0
+  assert al.auroc([0, 1], [2, 3]) == 0.0
+  assert al.auroc([1, 1], [1, 1]) == 0.5
+  assert math.isnan(al.auroc([], [1]))
+
+
+def test_lead_time_recovered_and_fpr_at_nominal_level():
+  """Controls: AR(1) noise. Positives: the same plus a 12-sigma step at tau. The alarm rings at tau exactly (the
+  step is far above any calibrated threshold), so the lead to t50 is LEAD in every run; the held-out controls alarm
+  at the nominal rate (binomial 99% band around the conformal guarantee)."""
+  rng = np.random.default_rng(0)
+  fpr = 0.05
+  cal = null_runs(rng, 199) + change_runs(rng, 20)
+  ev = null_runs(rng, 600, kind="held-out") + change_runs(rng, 40)
+  res = al.evaluate_signal(cal, ev, fpr=fpr, start=START, horizons=(300.0,))
+  assert res["sign"] == 1.0
+  assert res["detection_rate"] == 1.0
+  assert res["lead50"] == [LEAD] * 40
+  assert res["lead50_median"] == LEAD and res["lead90_median"] == LEAD + 100
+  n = res["n_controls"]
+  fired = round(res["fpr"] * n)
+  # Conformal: P(alarm) in [fpr - 1/(n_cal + 1), fpr]; the count is binomial around it (99% two-sided band).
+  assert binomial_upper_quantile(n, fpr - 1 / 200, 0.005) <= fired <= binomial_upper_quantile(n, fpr, 0.995)
+
+
+def test_weak_change_detected_late_and_negative_signals_oriented():
+  """A signal that moves down is oriented by the calibration runs; a weak step (1.5 sigma) is found later or not at
+  all. A lead above the true one is an alarm before the change point, a false alarm: about as frequent as on
+  controls."""
+  rng = np.random.default_rng(1)
+  flip = lambda ts: [al.Trajectory(t.steps, -t.values, t.positive, t.kind, t.t50, t.t90, t.seed) for t in ts]
+  cal = flip(null_runs(rng, 99) + change_runs(rng, 20, shift=1.5))
+  ev = flip(null_runs(rng, 100) + change_runs(rng, 40, shift=1.5))
+  res = al.evaluate_signal(cal, ev, fpr=0.1, start=START, smooth=3, horizons=(1300.0,))
+  assert res["sign"] == -1.0
+  assert 0.0 < res["detection_rate"] < 1.0
+  early = sum(lead > LEAD for lead in res["lead50"])
+  assert early <= binomial_upper_quantile(40, 0.1, 0.995)
+  assert np.median(res["lead50"]) < LEAD
+  assert res["auroc"][1300.0]["auroc"] > 0.5
+
+
+def test_no_signal_gives_chance_auroc_and_no_lead():
+  """Positives that are pure noise: the AUROC is near 1/2 and detections happen at about the FPR."""
+  rng = np.random.default_rng(2)
+  ev_pos = [al.Trajectory(t.steps, t.values, True, "grok", t50=1500.0, t90=1600.0) for t in null_runs(rng, 300)]
+  cal = null_runs(rng, 199)
+  res = al.evaluate_signal(cal, null_runs(rng, 300) + ev_pos, fpr=0.05, start=START, horizons=(1400.0,), sign=1.0)
+  assert abs(res["auroc"][1400.0]["auroc"] - 0.5) < 0.08
+  assert res["detection_rate"] < 0.12
+
+
+def test_bad_trajectory_rejected():
+  with pytest.raises(ValueError, match="steps"):
+    al.Trajectory(np.array([0.0, 0.0]), np.array([1.0, 2.0]), True)
+  with pytest.raises(ValueError, match="calibration"):
+    al.evaluate_signal([al.Trajectory(STEPS, STEPS, True)], [], fpr=0.05, start=0.0)
