@@ -14,7 +14,8 @@ import importlib
 from types import ModuleType
 
 FIGURE_MODULES = ("esd_by_regime", "esd_tail", "metrics_evolution", "meso_curve", "spacing_ratios", "tw_histogram",
-                  "bbp_transition", "jacobian_spectra", "hessian_spectrum", "teacher_overlap", "structure_rank_vs_k")
+                  "bbp_transition", "jacobian_spectra", "hessian_spectrum", "teacher_overlap", "structure_rank_vs_k",
+                  "early_warning")
 
 
 def figure_names() -> list[str]:

@@ -111,3 +111,47 @@ def test_bad_trajectory_rejected():
     al.Trajectory(np.array([0.0, 0.0]), np.array([1.0, 2.0]), True)
   with pytest.raises(ValueError, match="calibration"):
     al.evaluate_signal([al.Trajectory(STEPS, STEPS, True)], [], fpr=0.05, start=0.0)
+
+
+def test_figure_renders_from_a_stored_verdict(tmp_path):
+  import json
+
+  import figure_fixtures
+  from figures import early_warning as fig
+  from figures import inputs
+
+  figure_fixtures.write_verdicts(tmp_path / "checks")
+  verdict = inputs.load_verdict(tmp_path / "checks", "early_warning")
+  paths = fig.make_figure(verdict, tmp_path / "out")
+  side = json.loads(paths[-1].read_text())
+  assert side["plotted"]["signals"] == ["update_gap", "class_ratio"]
+  assert side["layout"]["text_overlaps"] == []
+
+
+def test_seeds_parsing_and_split():
+  from theory_checks import early_warning as ew
+  assert ew.parse_seeds(["100-103", "7", "9,8"]) == (7, 8, 9, 100, 101, 102, 103)
+  with pytest.raises(ValueError, match="--seeds"):
+    ew.parse_seeds(["x"])
+  with pytest.raises(ValueError, match="disjoint"):
+    ew.with_evaluation_seeds(ew.QUICK, [0, 500])
+  d = ew.with_evaluation_seeds(ew.QUICK, [500, 501])
+  assert d.evaluation_seeds == (500, 501) and d.calibration_seeds == ew.QUICK.calibration_seeds
+  cfg = ew.family_config(d, "grok", "t")
+  seeds = [m.seed_index for m in cfg.members()]
+  assert seeds == [s for s in (*d.calibration_seeds, 500, 501) for _ in range(2)]
+  assert {m.weight_decay for m in cfg.members()} == {0.0, d.weight_decay}
+  assert ew.family_config(d, "random_labels", "t").data.kind == "random_labels"
+  assert ew.family_config(d, "small_fraction", "t").data.train_fraction == d.small_fraction
+
+
+def test_update_gap_planted_direction():
+  """Updates along one fixed direction (plus small noise): sigma_1 / sigma_2 large; isotropic updates: near 1-2."""
+  from theory_checks import early_warning as ew
+  rng = np.random.default_rng(3)
+  u = rng.standard_normal(128)
+  drift = np.cumsum(u[None, :] + 0.05 * rng.standard_normal((20, 128)), axis=0)
+  iso = np.cumsum(rng.standard_normal((20, 128)), axis=0)
+  g_drift, g_iso = ew.update_gaps(drift, 6), ew.update_gaps(iso, 6)
+  assert np.all(np.isnan(g_drift[:6])) and np.all(np.isfinite(g_drift[6:]))
+  assert g_drift[10] > 10.0 and g_iso[10] < 2.0

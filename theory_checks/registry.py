@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from theory_checks import (affine_logit_map, bbp, hessian_outliers, ht_generalisation, jacobian_spectra, learning_bbp,
-                            mp_at_init, noise_structure, random_labels, rank_collapse, tw_fluctuations, wigner_goe)
+from theory_checks import (affine_logit_map, bbp, early_warning, hessian_outliers, ht_generalisation, jacobian_spectra,
+                            learning_bbp, mp_at_init, noise_structure, random_labels, rank_collapse, tw_fluctuations,
+                            wigner_goe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Check:
   run: Callable
   calibrate: Callable | None = None
   check_run: Callable | None = None  # a function of a loaded run folder, for checks that read one
+  seeds: bool = False  # run(..., seeds=[...]) takes the evaluation seeds (python -m theory_checks NAME --seeds ...)
 
 
 CHECKS = {c.name: c for c in [
@@ -46,6 +48,9 @@ CHECKS = {c.name: c for c in [
           "threshold of n sampled transitions; structure rank = k above it", learning_bbp.run),
     Check(affine_logit_map.NAME, "12. the main job's knob: the learned token-to-logit map's margin along the rule's "
           "permutation is beta(p) = ln(1 + (1-p) V / p), the Bayes map's only singular value", affine_logit_map.run),
+    Check(early_warning.NAME, "13. grokking early warning: spectral signals vs a non-spectral baseline, alarms "
+          "calibrated on non-grokking controls at a fixed FPR, lead times on held-out seeds (--seeds)",
+          early_warning.run, seeds=True),
 ]}
 
 
