@@ -23,8 +23,8 @@ def tiny_run(tmp_path_factory):
   return run_folder.load_run(train_run(tiny_config("chk_suite"), tmp_path_factory.mktemp("runs"), progress=False))
 
 
-def test_registry_has_the_twelve_checks():
-  assert len(CHECKS) == 12
+def test_registry_has_the_thirteen_checks():
+  assert len(CHECKS) == 13
 
 
 def test_wigner_goe(tiny_run):

@@ -155,3 +155,25 @@ def test_update_gap_planted_direction():
   g_drift, g_iso = ew.update_gaps(drift, 6), ew.update_gaps(iso, 6)
   assert np.all(np.isnan(g_drift[:6])) and np.all(np.isfinite(g_drift[6:]))
   assert g_drift[10] > 10.0 and g_iso[10] < 2.0
+
+
+def test_cli_seeds_only_for_checks_that_take_them(capsys):
+  from theory_checks.__main__ import main
+  assert main(["run", "bbp", "--seeds", "5"]) == 2
+  assert "--seeds: expected checks that take evaluation seeds (early_warning)" in capsys.readouterr().err
+
+
+def test_judge_rule():
+  """The verdict rule on planted update-gap results: PASS, FAIL by detection, FAIL by lead, INCONCLUSIVE at the
+  quick size's FPR."""
+  import dataclasses
+
+  from theory_checks import early_warning as ew
+  full = dataclasses.replace(ew.QUICK, fpr=0.05)
+  res = lambda k, n, lead: {"update_gap": dict(n_positives=n, detection_rate=k / n, lead50_median=lead,
+                                               threshold=1.0, n_calibration_controls=40)}
+  assert ew.judge(res(19, 20, 700.0), full)[0] == "PASS"
+  assert ew.judge(res(5, 20, 700.0), full)[0] == "FAIL"
+  assert ew.judge(res(19, 20, 300.0), full)[0] == "FAIL"
+  assert ew.judge(res(2, 3, 700.0), full)[0] == "INCONCLUSIVE"
+  assert ew.judge(res(19, 20, 700.0), ew.QUICK)[0] == "INCONCLUSIVE"
