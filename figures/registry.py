@@ -15,7 +15,7 @@ from types import ModuleType
 
 FIGURE_MODULES = ("esd_by_regime", "esd_tail", "metrics_evolution", "meso_curve", "spacing_ratios", "tw_histogram",
                   "bbp_transition", "jacobian_spectra", "hessian_spectrum", "teacher_overlap", "structure_rank_vs_k",
-                  "trained_jacobians", "structure_decomposition")
+                  "trained_jacobians", "structure_decomposition", "early_warning")
 
 
 def figure_names() -> list[str]:

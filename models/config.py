@@ -327,7 +327,9 @@ class TrackingConfig:
   snapshot). ``jacobian_position``: the token whose output is differentiated in its own input (negative counts from
   the end; ``-1`` = last). ``track_hessian``: the top ``hessian_top_k`` eigenvalues of the training loss on a fixed
   probe batch (Lanczos with ``hessian_lanczos_steps`` steps and full reorthogonalisation) and its trace by Hutch++
-  with ``hessian_trace_matvecs`` products, with its standard error.
+  with ``hessian_trace_matvecs`` products, with its standard error. ``track_signals``: the cheap per-snapshot
+  summaries of ``models.signals`` (a sketch of the parameter vector, Fourier power of the embedding's update,
+  correlation-trap ratios, the last hidden layer's class-scatter ratio), for early-warning studies.
   """
 
   track_jacobian: bool = False
@@ -344,6 +346,12 @@ class TrackingConfig:
   """Lanczos steps for the top eigenvalues"""
   hessian_trace_matvecs: int = 30
   """Hessian-vector products of the Hutch++ trace estimate"""
+  track_signals: bool = False
+  """record cheap early-warning signals (models.signals) at every snapshot (true/false)"""
+  signals_sketch_dim: int = 128
+  """signals: rows K of the Gaussian sketch of the parameter vector"""
+  signals_weights_every: int = 0
+  """signals: keep dW of the token embedding at every n-th snapshot (0 = never)"""
 
   def __post_init__(self):
     if self.jacobian_probe_batch < 1:
@@ -353,6 +361,10 @@ class TrackingConfig:
     if self.hessian_lanczos_steps < self.hessian_top_k:
       raise ValueError(f"tracking.hessian_lanczos_steps: expected >= tracking.hessian_top_k = {self.hessian_top_k}"
                        f", got {self.hessian_lanczos_steps}")
+    if self.signals_sketch_dim < 1:
+      raise ValueError(f"tracking.signals_sketch_dim: expected >= 1, got {self.signals_sketch_dim}")
+    if self.signals_weights_every < 0:
+      raise ValueError(f"tracking.signals_weights_every: expected >= 0 (0 = never), got {self.signals_weights_every}")
     if self.hessian_trace_matvecs < 6:
       raise ValueError(f"tracking.hessian_trace_matvecs: Hutch++ needs >= 6 (three groups of >= 2), got "
                        f"{self.hessian_trace_matvecs}")

@@ -19,10 +19,14 @@ Layout of ``runs/<name>/`` (format version ``FORMAT_VERSION``)::
                        -> (members, probes, d_model) float32 singular values (descending) of the per-token
                        input-output Jacobian at ``tracking.jacobian_position`` on fixed probe sequences
                        (``models.tracking`` states the conventions)
+  signals/step_NNNNNN.npz   only with ``tracking.track_signals``: per snapshot step, the early-warning summaries of
+                       ``models.signals`` (name -> (members, ...)); ``dw_embed`` only at every
+                       ``tracking.signals_weights_every``-th snapshot
   checkpoints/<step>/  Orbax checkpoints of the training state (``models.checkpoint``), the latest few kept
   DONE                 written last; a folder without it is unfinished (resumable from its last checkpoint)
 
-The tracking files are additions to format version 1: a folder without them reads as before (``Run.jacobians`` empty).
+The tracking files are additions to format version 1: a folder without them reads as before (``Run.jacobians`` and
+``Run.signals`` empty).
 Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file behind.
 Readers call ``load_run``, which checks the format version and says clearly when it cannot read a folder.
 """
@@ -61,7 +65,7 @@ def read_json(path: pathlib.Path) -> Any:
   return json.loads(pathlib.Path(path).read_text())
 
 
-SNAPSHOT_FOLDERS = ("spectra", "jacobians")
+SNAPSHOT_FOLDERS = ("spectra", "jacobians", "signals")
 """Folders of per-snapshot ``step_NNNNNN.npz`` array files."""
 
 
@@ -90,6 +94,11 @@ def write_spectra(run_dir: pathlib.Path, step: int, spectra: dict[str, np.ndarra
 def write_jacobians(run_dir: pathlib.Path, step: int, svals: dict[str, np.ndarray]) -> pathlib.Path:
   """Store one snapshot's Jacobian spectra: name -> (members, probes, d) singular values."""
   return _write_snapshot_arrays(run_dir, "jacobians", step, svals)
+
+
+def write_signals(run_dir: pathlib.Path, step: int, signals: dict[str, np.ndarray]) -> pathlib.Path:
+  """Store one snapshot's early-warning signals: name -> (members, ...) (``models.signals``)."""
+  return _write_snapshot_arrays(run_dir, "signals", step, signals)
 
 
 def append_metrics(run_dir: pathlib.Path, rows: Iterable[tuple]) -> None:
@@ -139,7 +148,8 @@ def read_metrics_if_any(run_dir: pathlib.Path) -> list[dict[str, Any]]:
 @dataclasses.dataclass(frozen=True)
 class Run:
   """A finished run folder, read back. ``spectra[step][name]`` is ``(members, M)``; ``jacobians[step][name]`` is
-  ``(members, probes, d)`` (empty unless the run tracked Jacobians)."""
+  ``(members, probes, d)`` (empty unless the run tracked Jacobians); ``signals[step][name]`` is ``(members, ...)``
+  (empty unless the run tracked signals)."""
 
   path: pathlib.Path
   config: dict[str, Any]
@@ -147,6 +157,7 @@ class Run:
   metrics: list[dict[str, Any]]
   spectra: dict[int, dict[str, np.ndarray]]
   jacobians: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+  signals: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
   @property
   def name(self) -> str:
@@ -203,7 +214,7 @@ def load_run(path: str | pathlib.Path, *, require_done: bool = True) -> Run:
   config = json.loads((path / "config.json").read_text())
   metrics = read_metrics(path / "metrics.csv") if (path / "metrics.csv").exists() else []
   return Run(path=path, config=config, info=info, metrics=metrics, spectra=_read_snapshot_arrays(path, "spectra"),
-             jacobians=_read_snapshot_arrays(path, "jacobians"))
+             jacobians=_read_snapshot_arrays(path, "jacobians"), signals=_read_snapshot_arrays(path, "signals"))
 
 
 def checkpoint_steps(run_dir: str | pathlib.Path) -> list[int]:

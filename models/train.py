@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from models import run_folder, sharding, tracking
+from models import run_folder, sharding, signals as signals_lib, tracking
 from models.checkpoint import Checkpointer
 from models.config import RunConfig, config_from_dict
 from models.data import make_task
@@ -95,6 +95,11 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
   step_fn = make_ensemble_step(cfg, graphdef, strategy, task, mesh)
   evaluate = make_evaluate(cfg, graphdef, strategy, task, mesh)
   track = make_tracking(cfg, graphdef, strategy, task, mesh)
+  signal_fn = signals_lib.make_signals(cfg, graphdef, strategy, task, mesh)
+  if signal_fn is not None:  # the initial parameters, regenerated from the member keys, and the fixed sketch
+    init = sharding.place_members(jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, hparams["init_scale"]),
+                                  mesh)
+    sketch = signals_lib.sketch_matrix(cfg, signals_lib.flat(jax.tree_util.tree_map(lambda x: x[0], init)).shape[0])
 
   info = run_info(cfg, strategy, members, task, weight_matrices(state["params"], ensemble_dims=1), mesh)
   if resume_step is not None:
@@ -132,6 +137,13 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
         params = state["params"]
         snapshot = (spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
         writer.put(lambda s, sp, ev: write_snapshot(s, sp, ev), step, *snapshot)
+        if signal_fn is not None:
+          sig = signal_fn(params, init, keys, hparams["noise_p"], sketch)
+          dw_every = cfg.tracking.signals_weights_every
+          keep_dw = dw_every > 0 and cfg.train.snapshot_steps.index(step) % dw_every == 0
+          writer.put(lambda s, out, keep=keep_dw: run_folder.write_signals(
+              run_dir, s, {k: v for k, v in out.items() if keep or k != "dw_embed"}), step, sig)
+          snapshot += (sig,)
         if track is not None:
           tracked = track(params, keys, hparams["noise_p"])
           writer.put(lambda s, out: tracking.write_tracking(run_dir, s, out), step, tracked)

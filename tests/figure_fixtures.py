@@ -114,9 +114,26 @@ def noise_structure_verdict():
   return _verdict("noise_structure", series, measured=dict(meso_spike_rises_then_falls=True))
 
 
+def early_warning_verdict(seed=0, signals=("update_gap", "class_ratio")):
+  """Synthetic aligned trajectories: grokking runs rise before offset 0, controls stay flat."""
+  rng = np.random.default_rng(seed)
+  off = np.arange(-600.0, 300.0, 50.0)
+  aligned = {}
+  for n in signals:
+    pos = 1.0 + 2.0 / (1.0 + np.exp(-(off + 200.0) / 80.0))
+    steps = np.arange(0.0, 1500.0, 50.0)
+    ctrl = 1.0 + 0.1 * rng.standard_normal(steps.size)
+    aligned[n] = dict(offset=off.tolist(), pos_median=pos.tolist(), pos_q25=(pos - 0.3).tolist(),
+                      pos_q75=(pos + 0.3).tolist(), ctrl_steps=steps.tolist(), ctrl_median=ctrl.tolist(),
+                      ctrl_q25=(ctrl - 0.2).tolist(), ctrl_q75=(ctrl + 0.2).tolist(), threshold=1.6,
+                      alarm_offsets=[-350.0, -300.0, -250.0], t50_median=900.0)
+  return _verdict("early_warning", dict(signals=list(signals), aligned=aligned, fpr=0.05, table="..."))
+
+
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,
                 hessian_outliers=hessian_verdict, learning_bbp=learning_bbp_verdict,
-                trained_jacobians=trained_jacobians_verdict, noise_structure=noise_structure_verdict)
+                trained_jacobians=trained_jacobians_verdict, noise_structure=noise_structure_verdict,
+                early_warning=early_warning_verdict)
 
 
 def write_verdicts(checks_dir) -> dict:

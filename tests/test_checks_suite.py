@@ -22,8 +22,8 @@ def tiny_run(tmp_path_factory):
   return run_folder.load_run(train_run(tiny_config("chk_suite"), tmp_path_factory.mktemp("runs"), progress=False))
 
 
-def test_registry_has_the_thirteen_checks():
-  assert len(CHECKS) == 13
+def test_registry_has_the_fourteen_checks():
+  assert len(CHECKS) == 14
 
 
 def test_wigner_goe(tiny_run):

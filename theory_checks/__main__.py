@@ -1,7 +1,7 @@
 """Command line of the theory checks.
 
   python -m theory_checks list
-  python -m theory_checks run NAME [NAME ...] [--quick] [--json PATH] [--runs DIR] [--seed S]
+  python -m theory_checks run NAME [NAME ...] [--quick] [--json PATH] [--runs DIR] [--seed S] [--seeds S ...]
   python -m theory_checks all [--quick] [--runs DIR] [--seed S]
   python -m theory_checks calibrate [NAME ...] [--quick] [--json PATH] [--seed S]
 
@@ -31,13 +31,16 @@ from theory_checks.registry import CHECKS, get_check
 from theory_checks.verdict import FAIL
 
 
-def run_one(name: str, quick: bool, runs_dir: pathlib.Path, json_path: str | None, seed: int) -> str:
+def run_one(name: str, quick: bool, runs_dir: pathlib.Path, json_path: str | None, seed: int, seeds=None) -> str:
   check = get_check(name)
   t0 = time.perf_counter()
-  verdict = check.run(quick=quick, runs_dir=runs_dir, seed=seed)
+  extra = {} if seeds is None else dict(seeds=seeds)
+  verdict = check.run(quick=quick, runs_dir=runs_dir, seed=seed, **extra)
   path = pathlib.Path(json_path) if json_path else result_path(result_folder(verdict.run, runs_dir), name)
   verdict.write_json(path)
   print(verdict.summary())
+  if isinstance(verdict.series.get("table"), str):  # checks that report a table (early_warning)
+    print(verdict.series["table"])
   print(f"  result:     {path}  ({time.perf_counter() - t0:.1f} s)")
   print()
   return verdict.status
@@ -66,6 +69,8 @@ def add_run_parser(sub) -> None:
   p.add_argument("names", nargs="+", metavar="NAME", help="check names ('python -m theory_checks list')")
   add_common_options(p, "where to write the verdict JSON (one check only; default: beside its run folder or "
                         "under --runs)")
+  p.add_argument("--seeds", nargs="+", metavar="S", help="evaluation seeds (integers or ranges such as 100-131) of the "
+                 "checks that take them (early_warning); calibration seeds stay the design's")
 
 
 def add_all_parser(sub) -> None:
@@ -121,10 +126,16 @@ def _main(argv: list[str]) -> int:
   names = list(CHECKS) if args.command == "all" else args.names
   for name in names:
     get_check(name)  # every name is checked before anything runs
+  seeds = getattr(args, "seeds", None)
+  if seeds is not None:
+    no_seeds = [n for n in names if not get_check(n).seeds]
+    if no_seeds:
+      raise ValueError(f"--seeds: expected checks that take evaluation seeds "
+                       f"({', '.join(c.name for c in CHECKS.values() if c.seeds)}), got {', '.join(no_seeds)}")
   if args.json and len(names) > 1:
     raise ValueError(f"--json: expected one check, got {len(names)} ({', '.join(names)}); drop --json (each check "
                      "writes its own result file) or run one check")
-  statuses = {name: run_one(name, args.quick, runs_dir, args.json, args.seed) for name in names}
+  statuses = {name: run_one(name, args.quick, runs_dir, args.json, args.seed, seeds) for name in names}
   if len(names) > 1:
     print("summary: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
   return 1 if FAIL in statuses.values() else 0

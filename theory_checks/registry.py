@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from theory_checks import (affine_logit_map, bbp, hessian_outliers, ht_generalisation, jacobian_spectra, learning_bbp,
-                            mp_at_init, noise_structure, random_labels, rank_collapse, trained_jacobians, tw_fluctuations,
-                            wigner_goe)
+from theory_checks import (affine_logit_map, bbp, early_warning, hessian_outliers, ht_generalisation,
+                           jacobian_spectra, learning_bbp, mp_at_init, noise_structure, random_labels, rank_collapse,
+                           trained_jacobians, tw_fluctuations, wigner_goe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Check:
   run: Callable
   calibrate: Callable | None = None
   check_run: Callable | None = None  # a function of a loaded run folder, for checks that read one
+  seeds: bool = False  # run(..., seeds=[...]) takes the evaluation seeds (python -m theory_checks NAME --seeds ...)
 
 
 CHECKS = {c.name: c for c in [
@@ -52,6 +53,9 @@ CHECKS = {c.name: c for c in [
     Check(trained_jacobians.NAME, "13. network Jacobian = free product of its blocks' at init; where it departs "
           "after training, per regime (noise, meso, rule, text), and its overlap with the weight spikes",
           trained_jacobians.run),
+    Check(early_warning.NAME, "14. grokking early warning: spectral signals vs a non-spectral baseline, alarms "
+          "calibrated on non-grokking controls at a fixed FPR, lead times on held-out seeds (--seeds)",
+          early_warning.run, seeds=True),
 ]}
 
 
