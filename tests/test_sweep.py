@@ -120,6 +120,7 @@ seed = [0, 1]
 """)
 
 
+@pytest.mark.slow  # minutes on 2 cores (retrains twice); run with -m slow
 def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
   sweep_file = tmp_path / "s.toml"
   _write_sweep_file(sweep_file)

@@ -86,6 +86,7 @@ def test_hessian_rows_in_the_metrics_table(tracked):
     assert np.all(np.isfinite(top1)) and np.all(top1 >= top2) and np.all(run.metric("hessian_trace_se", m)[1] > 0)
 
 
+@pytest.mark.slow  # minutes on 2 cores (retrains twice); run with -m slow
 def test_resume_with_tracking_is_bit_identical(tmp_path, tracked):
   cfg = _cfg("tracked", **TRACKED)
   with pytest.raises(TrainingInterrupted):

@@ -14,7 +14,7 @@ def _ginibre_sv(rng, d, n):
 def test_free_product_of_gaussian_factors_is_fuss_catalan():
   rng = np.random.default_rng(0)
   for depth in (2, 3):
-    x = fp.free_product_singular_values(_ginibre_sv(rng, 150, depth), draws=20, seed=1) ** 2
+    x = fp.free_product_singular_values(_ginibre_sv(rng, 100, depth), draws=8, seed=1) ** 2
     # m1 and m2 of Fuss-Catalan(depth): 1 and depth + 1; the factors' own finite-D moments set the scale
     assert abs(x.mean() - fp.fuss_catalan_moment(1, depth)) < 0.05
     assert abs((x ** 2).mean() - fp.fuss_catalan_moment(2, depth)) < 0.12 * fp.fuss_catalan_moment(2, depth)
