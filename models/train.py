@@ -136,22 +136,23 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
       if step in snapshots:
         params = state["params"]
         snapshot = (spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
-        writer.put(lambda s, sp, ev: write_snapshot(s, sp, ev), step, *snapshot)
+        writes = [(lambda s, sp, ev: write_snapshot(s, sp, ev), snapshot)]
         if signal_fn is not None:
           sig = signal_fn(params, init, keys, hparams["noise_p"], sketch)
           dw_every = cfg.tracking.signals_weights_every
           keep_dw = dw_every > 0 and cfg.train.snapshot_steps.index(step) % dw_every == 0
-          writer.put(lambda s, out, keep=keep_dw: run_folder.write_signals(
-              run_dir, s, {k: v for k, v in out.items() if keep or k != "dw_embed"}), step, sig)
-          snapshot += (sig,)
+          writes.append((lambda s, out, keep=keep_dw: run_folder.write_signals(
+              run_dir, s, {k: v for k, v in out.items() if keep or k != "dw_embed"}), (sig,)))
         if track is not None:
-          tracked = track(params, keys, hparams["noise_p"])
-          writer.put(lambda s, out: tracking.write_tracking(run_dir, s, out), step, tracked)
-          snapshot += (tracked,)
+          writes.append((lambda s, out: tracking.write_tracking(run_dir, s, out), (track(params, keys,
+                                                                                        hparams["noise_p"]),)))
         # Snapshots run host callbacks (LAPACK eigh), which need the GIL. Dispatching further steps while they are
-        # pending can block this thread inside XLA's in-flight-execution limit *holding* the GIL: a deadlock seen
-        # under CPU contention. Waiting here releases the GIL until the callbacks have run.
-        jax.block_until_ready(snapshot)
+        # pending can block this thread inside XLA's in-flight-execution limit *holding* the GIL, and a writer thread
+        # fetching a pending snapshot can wait the same way: deadlocks seen under CPU contention. So wait here, with
+        # the GIL released, until every snapshot output is ready, and only then hand them to the writer.
+        jax.block_until_ready([values for _, values in writes])
+        for fn, values in writes:
+          writer.put(fn, step, *values)
       if step == cfg.train.steps:
         break
       if stop_after is not None and step - start >= stop_after:
