@@ -102,7 +102,7 @@ def _side_subspaces(dim_name: str, *, residual: dict, hidden: np.ndarray | None,
   return {}
 
 
-def _sides(name: str) -> tuple[str, str]:
+def matrix_sides(name: str) -> tuple[str, str]:
   """Which space each side of the named weight matrix lives in."""
   if name.startswith("embed."):
     return "vocab", "residual"
@@ -150,7 +150,7 @@ def matrix_subspaces(model: Transformer, tokens_BxL, *, teacher: Mapping[str, ob
     block = name.split(".")[1] if name.startswith("blocks.") else None
     hidden = means.get(f"mlp_activation.{block}")
     sides = []
-    for side in _sides(name):
+    for side in matrix_sides(name):
       subs = _side_subspaces(side, residual=residual, hidden=hidden, vocab=vocab, seq_len=seq_len)
       sides.append(subs)
     if teacher:

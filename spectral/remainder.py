@@ -112,7 +112,7 @@ def _spectra(x, resid, u, v, key, draws: int):
   return _gram_eigh(x)[0], ev, vec
 
 
-def _ks_distance(sample, pool) -> float:
+def two_sample_ks(sample, pool) -> float:
   """Two-sample KS distance ``sup |F_sample - F_pool|`` of empirical distribution functions."""
   sample, pool = np.sort(sample), np.sort(pool)
   grid = np.concatenate([sample, pool])
@@ -189,7 +189,7 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
 
   # Removing k components leaves k zero singular values in R and in its projected flips: compare the top M - k.
   bulk = ev[:, min(int(result.rank), m - 4):]
-  ks_all = np.array([_ks_distance(bulk[i], np.delete(bulk, i, axis=0).ravel()) for i in range(draws + 1)])
+  ks_all = np.array([two_sample_ks(bulk[i], np.delete(bulk, i, axis=0).ravel()) for i in range(draws + 1)])
   ks, ks_null = float(ks_all[0]), ks_all[1:]
   ratios = np.asarray(wigner.spacing_ratio(bulk)[0], np.float64)
   r_se = float(wigner.spacing_ratio(bulk[0])[1])

@@ -42,6 +42,7 @@ import pathlib
 import numpy as np
 
 from spectral import free_probability as fp
+from spectral.remainder import two_sample_ks
 from theory_checks import common
 from theory_checks.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
@@ -77,15 +78,6 @@ def configs(quick: bool):
 # --- the free prediction ---------------------------------------------------------------------------------------------
 
 
-def _ks(sample: np.ndarray, pool_sorted: np.ndarray) -> float:
-  """Two-sample Kolmogorov distance between ``sample`` and a sorted ``pool``."""
-  x = np.sort(sample)
-  grid = np.concatenate([x, pool_sorted])
-  f_x = np.searchsorted(x, grid, side="right") / x.size
-  f_p = np.searchsorted(pool_sorted, grid, side="right") / pool_sorted.size
-  return float(np.max(np.abs(f_x - f_p)))
-
-
 def compare_to_free_product(block_sv, net_sv, *, seed: int = 0, prediction_draws: int = PREDICTION_DRAWS,
                             null_draws: int = NULL_DRAWS) -> dict:
   """The measured network Jacobian against the free product of its own blocks (module docstring).
@@ -108,9 +100,9 @@ def compare_to_free_product(block_sv, net_sv, *, seed: int = 0, prediction_draws
   probes = net_sv.shape[0]
   draws = [fp.free_product_singular_values(block_sv[p], draws=prediction_draws + null_draws, seed=seed * 1009 + p)
            for p in range(probes)]
-  pool = np.sort(np.concatenate([d[:prediction_draws].ravel() ** 2 for d in draws]))
-  ks = _ks(net_sv.ravel() ** 2, pool)
-  null = np.asarray([_ks(np.concatenate([d[prediction_draws + b] ** 2 for d in draws]), pool)
+  pool = np.concatenate([d[:prediction_draws].ravel() ** 2 for d in draws])
+  ks = two_sample_ks(net_sv.ravel() ** 2, pool)
+  null = np.asarray([two_sample_ks(np.concatenate([d[prediction_draws + b] ** 2 for d in draws]), pool)
                      for b in range(null_draws)])
   thresholds = np.asarray([np.quantile(d[:prediction_draws, 0] ** 2, OUTLIER_QUANTILE) for d in draws])
   counts = np.sum(net_sv ** 2 > thresholds[:, None], axis=1)
@@ -138,12 +130,11 @@ def spike_overlap(jacobian, spikes, k: int) -> tuple[float, float]:
 
 
 def residual_side(name: str) -> int | None:
-  """Which axis of weight matrix ``name`` (``models.weight_matrices`` orientation) is the residual stream."""
-  if name.startswith(("embed.", "pos_embed")) or name.endswith(("attn.out.kernel", "mlp_out.kernel")):
-    return 1
-  if name.startswith("unembed.") or name.endswith(("query.kernel", "key.kernel", "value.kernel", "mlp_in.kernel")):
-    return 0
-  return None
+  """Which axis of weight matrix ``name`` (``models.weight_matrices`` orientation) is the residual stream
+  (``models.subspaces.matrix_sides``); ``None`` when neither is."""
+  from models.subspaces import matrix_sides
+  sides = matrix_sides(name)
+  return sides.index("residual") if "residual" in sides else None
 
 
 def spike_directions(run_dir, seed: int = 0) -> dict:
@@ -210,8 +201,8 @@ def measure_run(run, seed: int = 0) -> list[dict]:
     overlaps = [spike_overlap(jm, directions["spikes"][i], k) for jm in directions["jacobians"][i]]
     rows.append(dict(member=i, regime=mem["regime"], noise_p=mem["noise_p"], steps=steps,
                      per_step={str(s): v for s, v in per_step.items()},
-                     spike_dims=int(np.linalg.matrix_rank(directions["spikes"][i])) if directions["spikes"][i].size
-                     else 0, spike_overlap=float(np.mean([o for o, _ in overlaps])),
+                     spike_dims=int(round(overlaps[0][1] * directions["jacobians"].shape[-1])),  # chance = dims / D
+                     spike_overlap=float(np.mean([o for o, _ in overlaps])),
                      spike_overlap_chance=float(np.mean([c for _, c in overlaps])), top_k=k))
   return rows
 
