@@ -261,17 +261,24 @@ def haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
   return q * np.sign(np.diag(r))[None, :]
 
 
-def free_product_singular_values(singular_values, *, draws: int, seed: int = 0) -> np.ndarray:
+def free_product_singular_values(singular_values, *, draws: int, seed: int = 0, chunk: int = 32) -> np.ndarray:
   """Samples of the singular values of a product of rotation-invariant factors with given singular values (item 3).
 
   Args:
     singular_values: ``(n_factors, D)``: the singular values of ``J_0, ..., J_{n-1}`` (factor 0 acts first).
     draws: number of independent products ``S_{n-1} O_{n-1} ... O_1 S_0`` (``O_l`` Haar orthogonal).
     seed: numpy seed of the Haar draws (same seed, same samples).
+    chunk: products computed together (stacked QR, matmul and SVD); the Gaussian stream is drawn in the same order
+      as one product at a time, so the samples do not depend on ``chunk``.
 
   Returns:
     ``(draws, D)`` singular values of each product, descending, float64.
+
+  The many small (D x D) factorisations run with BLAS limited to one thread: a multi-threaded OpenBLAS spends far
+  more time synchronising than computing at these sizes, and on a loaded machine it was measured 19x slower in wall
+  time (D = 128, 5 factors, 139 draws: 84 s against 4.5 s, both one product at a time).
   """
+  from threadpoolctl import threadpool_limits
   s = np.asarray(singular_values, np.float64)
   if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
     raise ValueError(f"singular_values: expected a non-empty (n_factors, D) array, got shape {s.shape}")
@@ -279,12 +286,19 @@ def free_product_singular_values(singular_values, *, draws: int, seed: int = 0) 
     raise ValueError("singular_values: expected finite, non-negative values")
   if draws < 1:
     raise ValueError(f"draws: expected >= 1, got {draws}")
+  if chunk < 1:
+    raise ValueError(f"chunk: expected >= 1, got {chunk}")
   rng = np.random.default_rng(seed)
   n_factors, d = s.shape
   out = np.empty((draws, d))
-  for i in range(draws):
-    prod = np.diag(s[0])
-    for l in range(1, n_factors):
-      prod = s[l][:, None] * (haar_orthogonal(rng, d) @ prod)
-    out[i] = np.linalg.svd(prod, compute_uv=False)
+  with threadpool_limits(limits=1, user_api="blas"):
+    for start in range(0, draws, chunk):
+      c = min(chunk, draws - start)
+      # (c, n_factors - 1, d, d): product-major, as c x (n_factors - 1) successive draws of one (d, d) Gaussian.
+      q, r = np.linalg.qr(rng.standard_normal((c, n_factors - 1, d, d)))
+      q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[..., None, :]  # Haar (Mezzadri 2007)
+      prod = np.broadcast_to(np.diag(s[0]), (c, d, d))
+      for l in range(1, n_factors):
+        prod = s[l][:, None] * (q[:, l - 1] @ prod)
+      out[start:start + c] = np.linalg.svd(prod, compute_uv=False)
   return out

@@ -37,6 +37,24 @@ def _blocks(rng, d, probes):
   return [[np.eye(d) + 0.8 * rng.standard_normal((d, d)) / np.sqrt(d) for _ in range(2)] for _ in range(probes)]
 
 
+def test_stacked_draws_are_the_products_taken_one_at_a_time():
+  """The chunked sampler equals the definition S_2 O_2 S_1 O_1 S_0 built one product at a time from the same stream."""
+  rng = np.random.default_rng(3)
+  s = np.abs(rng.standard_normal((3, 12))) + 0.2
+  stream = np.random.default_rng(11)
+  expected = []
+  for _ in range(9):
+    prod = np.diag(s[0])
+    for l in (1, 2):
+      prod = s[l][:, None] * (fp.haar_orthogonal(stream, 12) @ prod)
+    expected.append(np.linalg.svd(prod, compute_uv=False))
+  for chunk in (1, 4, 9, 50):
+    np.testing.assert_array_equal(fp.free_product_singular_values(s, draws=9, seed=11, chunk=chunk),
+                                  np.asarray(expected))
+  with pytest.raises(ValueError, match="chunk"):
+    fp.free_product_singular_values(s, draws=9, chunk=0)
+
+
 def test_freeness_holds_for_rotated_blocks_and_fails_for_aligned_ones():
   rng = np.random.default_rng(2)
   d, probes = 48, 4
