@@ -135,22 +135,23 @@ def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress
         checkpointer.save(step, state)
       if step in snapshots:
         params = state["params"]
-        snapshot = (spectra_of(weight_matrices(params, ensemble_dims=1)), evaluate(params, keys, hparams["noise_p"]))
+        # Each snapshot program runs alone: dispatched, then waited for (GIL released) before the next is dispatched.
+        # XLA's CPU LAPACK kernels (eigh, SVD) split their batch over the intra-op pool and block on it; two of them in
+        # flight at once from different programs were caught holding both workers of a 2-core pool while every worker
+        # waited for work (gdb: two lapack_ssyevd_ffi in ParallelBatchMap's BlockingCounter::Wait), a hang seen
+        # under CPU contention. The writer thread only ever receives ready buffers.
+        snapshot = (jax.block_until_ready(spectra_of(weight_matrices(params, ensemble_dims=1))),
+                    jax.block_until_ready(evaluate(params, keys, hparams["noise_p"])))
         writes = [(lambda s, sp, ev: write_snapshot(s, sp, ev), snapshot)]
         if signal_fn is not None:
-          sig = signal_fn(params, init, keys, hparams["noise_p"], sketch)
+          sig = jax.block_until_ready(signal_fn(params, init, keys, hparams["noise_p"], sketch))
           dw_every = cfg.tracking.signals_weights_every
           keep_dw = dw_every > 0 and cfg.train.snapshot_steps.index(step) % dw_every == 0
           writes.append((lambda s, out, keep=keep_dw: run_folder.write_signals(
               run_dir, s, {k: v for k, v in out.items() if keep or k != "dw_embed"}), (sig,)))
         if track is not None:
-          writes.append((lambda s, out: tracking.write_tracking(run_dir, s, out), (track(params, keys,
-                                                                                        hparams["noise_p"]),)))
-        # Snapshots run host callbacks (LAPACK eigh), which need the GIL. Dispatching further steps while they are
-        # pending can block this thread inside XLA's in-flight-execution limit *holding* the GIL, and a writer thread
-        # fetching a pending snapshot can wait the same way: deadlocks seen under CPU contention. So wait here, with
-        # the GIL released, until every snapshot output is ready, and only then hand them to the writer.
-        jax.block_until_ready([values for _, values in writes])
+          writes.append((lambda s, out: tracking.write_tracking(run_dir, s, out),
+                         (jax.block_until_ready(track(params, keys, hparams["noise_p"])),)))
         for fn, values in writes:
           writer.put(fn, step, *values)
       if step == cfg.train.steps:
