@@ -12,8 +12,13 @@ and spectra of steps ``>= s`` and recomputes them, bit-identically on the same m
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import pathlib
 import shutil
+import sys
+import tempfile
 import time
 
 import jax
@@ -60,14 +65,44 @@ def _prepare_folder(cfg: RunConfig, run_dir: pathlib.Path) -> int | None:
   return None
 
 
+@contextlib.contextmanager
+def _exclusive(runs_dir: pathlib.Path, name: str):
+  """Hold an ``flock`` on a lock file named by the run folder's resolved path (in the system's temporary folder, so
+  run folders and ``runs_dir`` listings are untouched): one process at a time trains a run folder. A second process
+  (the same check launched twice, two checks sharing a run) waits, then finds the run finished and reuses it. The
+  kernel drops the lock when its holder dies, so a killed run leaves no stale lock behind."""
+  runs_dir.mkdir(parents=True, exist_ok=True)
+  key = hashlib.sha1(str((runs_dir / name).resolve()).encode()).hexdigest()[:16]
+  folder = pathlib.Path(tempfile.gettempdir()) / "spectral-lab-locks"
+  folder.mkdir(exist_ok=True)
+  with open(folder / f"{key}.lock", "a+") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      print(f"{runs_dir / name}: another process is training this run; waiting for it to finish", file=sys.stderr,
+            flush=True)
+      fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def train_run(cfg: RunConfig, runs_dir: str | pathlib.Path = "runs", *, progress: bool = True,
               log_every: int | None = None, stop_after: int | None = None) -> pathlib.Path:
   """Train every member of ``cfg`` into ``runs_dir/cfg.name``, resuming an interrupted run from its last checkpoint.
 
-  A finished run (DONE present) is not recomputed. ``stop_after`` (tests only) raises ``TrainingInterrupted`` after
-  that many steps of this call, leaving the folder as a kill would (rows after the last checkpoint included).
-  Returns the run folder's path.
+  A finished run (DONE present) is not recomputed. Training holds a lock on the run folder, so a second process asked
+  for the same run waits for the first and then reuses its result. ``stop_after`` (tests only) raises
+  ``TrainingInterrupted`` after that many steps of this call, leaving the folder as a kill would (rows after the last
+  checkpoint included). Returns the run folder's path.
   """
+  with _exclusive(pathlib.Path(runs_dir), cfg.name):
+    return _train_run(cfg, runs_dir, progress=progress, log_every=log_every, stop_after=stop_after)
+
+
+def _train_run(cfg: RunConfig, runs_dir: str | pathlib.Path, *, progress: bool, log_every: int | None,
+               stop_after: int | None) -> pathlib.Path:
   run_dir = pathlib.Path(runs_dir) / cfg.name
   if (run_dir / "DONE").exists():
     stored = config_from_dict(run_folder.load_run(run_dir).config)

@@ -107,3 +107,22 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path, reference):
   info = run_folder.load_run(tmp_path / cfg.name).info
   print(f"killed at step ~{killed_at} (target {target}, seed {seed}); resumed from {info.get('resumed_from_step')}")
   _assert_same_run(reference, tmp_path / cfg.name)
+
+
+def test_a_second_trainer_waits_for_the_first_and_reuses_its_run(tmp_path, reference):
+  """Two processes asked for one run: the second waits on the run's lock, then reuses the finished folder."""
+  import threading
+  from models import train as train_lib
+  cfg = _cfg()
+  finished = []
+  waiter = threading.Thread(target=lambda: finished.append(train_run(cfg, tmp_path, progress=False)))
+  with train_lib._exclusive(tmp_path, cfg.name):  # "the first process" holds the lock while it trains
+    waiter.start()
+    time.sleep(1.0)
+    assert not finished and not (tmp_path / cfg.name).exists()  # the second is waiting, and wrote nothing
+    train_lib._train_run(cfg, tmp_path, progress=False, log_every=None, stop_after=None)
+    stamp = (tmp_path / cfg.name / "metrics.csv").stat().st_mtime_ns
+  waiter.join(timeout=300)
+  assert finished == [tmp_path / cfg.name]
+  assert (tmp_path / cfg.name / "metrics.csv").stat().st_mtime_ns == stamp  # reused, not retrained
+  _assert_same_run(reference, tmp_path / cfg.name)
