@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+import math
 import pathlib
 import tomllib
 import types
@@ -17,9 +18,21 @@ from typing import Any
 
 from models.activations import ACTIVATIONS
 
-DATA_KINDS = ("affine_noise", "noise", "markov", "modular", "random_labels", "copy", "reverse", "dyck", "grammar",
-              "text", "teacher")
+DATA_KINDS = ("affine_noise", "noise", "markov", "modular", "random_labels", "group", "copy", "reverse", "dyck",
+              "grammar", "text", "teacher")
 MODULAR_OPS = ("add", "sub", "mul")
+GROUP_FAMILIES = {"S": (3, 5), "D": (3, 30)}  # group name prefix -> allowed n (S_n: n!, D_n: 2n elements)
+
+
+def group_order(name: str) -> int:
+  """The order of the group ``name``: ``"S<n>"`` (symmetric, ``n!``, 3 <= n <= 5) or ``"D<n>"`` (dihedral of the
+  regular n-gon, ``2n``, 3 <= n <= 30); ValueError naming ``data.group`` otherwise."""
+  family, digits = (name[:1], name[1:]) if isinstance(name, str) else ("", "")
+  if family not in GROUP_FAMILIES or not digits.isdigit() or not (
+      GROUP_FAMILIES[family][0] <= int(digits) <= GROUP_FAMILIES[family][1]):
+    raise ValueError(f"data.group: expected 'S<n>' (3 <= n <= 5) or 'D<n>' (3 <= n <= 30), got {name!r}")
+  n = int(digits)
+  return math.factorial(n) if family == "S" else 2 * n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +42,8 @@ class DataConfig:
   ``kind``: ``"affine_noise"`` (default, the flagship) is the affine recurrence ``x_{t+1} = (a x_t + b) mod V`` in
   which each next token is replaced by a uniform draw with probability ``p``; the other kinds are ``noise``,
   ``markov`` (permutation-to-uniform chain), ``modular`` (``a op b mod modulus`` with a train/test split of pairs),
-  ``random_labels`` (the same pairs with shuffled answers), ``copy``, ``reverse``, ``dyck``, ``grammar`` (a random
+  ``random_labels`` (the same pairs with shuffled answers), ``group`` (``a b`` in the non-abelian group ``group``
+  with a train/test split of pairs), ``copy``, ``reverse``, ``dyck``, ``grammar`` (a random
   probabilistic grammar at ``grammar_temperature``) and ``text`` (``text_source``: ``pydoc`` English, ``stdlib``
   Python source, or a file path). For every kind the knob ``p`` in ``noise_p`` is the probability that a scored
   token is replaced by a uniform draw (for ``affine_noise`` and ``markov`` the chain continues from the replaced
@@ -47,7 +61,8 @@ class DataConfig:
   """
 
   kind: str = "affine_noise"
-  """data generator: affine_noise, noise, markov, modular, random_labels, copy, reverse, dyck, grammar or text"""
+  """data generator: affine_noise, noise, markov, modular, random_labels, group, copy, reverse, dyck, grammar, text or
+  teacher"""
   vocab_size: int = 64
   """tokens in the vocabulary V"""
   seq_len: int = 32
@@ -69,7 +84,9 @@ class DataConfig:
   modular_op: str = "add"
   """modular / random_labels: the operation, add, sub or mul"""
   train_fraction: float = 0.3
-  """modular / random_labels: fraction of the P^2 pairs used for training"""
+  """modular / random_labels / group: fraction of the P^2 (group: |G|^2) pairs used for training"""
+  group: str = "S4"
+  """group: the group, S<n> (symmetric, 3 <= n <= 5) or D<n> (dihedral of order 2n, 3 <= n <= 30)"""
   dyck_types: int = 2
   """dyck: number of bracket kinds"""
   dyck_max_depth: int = 8
@@ -118,6 +135,16 @@ class DataConfig:
                          f"got {self.seq_len}")
       if self.modular_op not in MODULAR_OPS:
         raise ValueError(f"data.modular_op: expected one of {MODULAR_OPS}, got {self.modular_op!r}")
+      if not 0.0 < self.train_fraction < 1.0:
+        raise ValueError(f"data.train_fraction: expected in (0, 1), got {self.train_fraction}")
+    if self.kind == "group":
+      order = group_order(self.group)
+      if self.vocab_size < order + 2:
+        raise ValueError(f"data.vocab_size: group {self.group} needs |G| + 2 = {order + 2} tokens (elements, the op "
+                         f"and '='), got {self.vocab_size}")
+      if self.seq_len != 4:
+        raise ValueError(f"data.seq_len: group sequences are 'a op b =' (4 tokens) -> answer; set 4, "
+                         f"got {self.seq_len}")
       if not 0.0 < self.train_fraction < 1.0:
         raise ValueError(f"data.train_fraction: expected in (0, 1), got {self.train_fraction}")
     if self.kind in ("copy", "reverse"):

@@ -24,6 +24,12 @@ symbol w.p. ``p/n``":
 - ``random_labels``: the same inputs with the answers shuffled over all pairs (a fixed permutation from
   ``task_seed``): the Zhang et al. (2017) control, memorisable on the training pairs, at chance on the test pairs.
   The table is deterministic, so the rate on training pairs is ``h(p, P)`` too.
+- ``group``: ``[a, OP, b, =, c]`` with ``c = a b`` the product in a finite non-abelian group ``G`` (``data.group``:
+  ``S<n>``, the symmetric group of the permutations of ``{0..n-1}``, or ``D<n>``, the dihedral group of the regular
+  ``n``-gon, order ``2n``), elements as tokens ``0..|G|-1``, OP and = tokens ``|G|``, ``|G|+1``. The multiplication
+  is composition of maps, ``(a b)(x) = a(b(x))`` (``b`` acts first; ``group_table``). The split, the scoring and the
+  clean held-out pairs are those of ``modular`` (Power et al. 2022, arXiv:2201.02177, grok ``S_5`` composition;
+  Chughtai et al. 2023, arXiv:2302.03025, study group composition). Rate ``h(p, |G|)``.
 - ``copy`` / ``reverse``: ``x_1..x_n SEP y_1..y_n`` with ``x`` uniform over ``V - 1`` symbols, ``y = x`` or reversed;
   only ``y`` is scored. Rate ``h(p, V - 1)``.
 - ``dyck``: balanced brackets of ``dyck_types`` kinds (open ``2i``, close ``2i+1``) from depth 0: at depth 0 open,
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import lzma
 import math
 import pathlib
@@ -59,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.config import DataConfig
+from models.config import DataConfig, group_order
 
 
 def symbol_entropy(p: float, n: int) -> float:
@@ -185,6 +192,56 @@ def _task_rng(cfg: DataConfig) -> np.random.Generator:
   return np.random.default_rng([cfg.task_seed, 20240611])
 
 
+def group_elements(name: str) -> np.ndarray:
+  """The elements of the group ``name`` as permutations of the points they act on, int64 ``(|G|, points)``; row
+  ``g`` is the map ``x -> perm[g, x]`` and row 0 is the identity.
+
+  ``S<n>``: every permutation of ``{0..n-1}`` in lexicographic order (``itertools.permutations``). ``D<n>``: the
+  symmetries of the regular ``n``-gon acting on its vertices ``Z_n``, ``r^i s^j: x -> i + (-1)^j x mod n`` at index
+  ``j n + i`` (``i < n``, ``j`` in {0, 1}; ``r`` the rotation by one vertex, ``s`` the reflection ``x -> -x``).
+  """
+  order = group_order(name)  # validates the name
+  n = int(name[1:])
+  if name[0] == "S":
+    perms = np.asarray(list(itertools.permutations(range(n))), np.int64)
+  else:
+    x = np.arange(n)
+    perms = np.asarray([(i + (-1) ** j * x) % n for j in (0, 1) for i in range(n)], np.int64)
+  assert perms.shape[0] == order
+  return perms
+
+
+def group_table(name: str) -> np.ndarray:
+  """The multiplication table ``T[a, b] = index of a b`` (int64 ``(|G|, |G|)``) with ``(a b)(x) = a(b(x))``: ``b``
+  acts first, so ``perm[T[a, b]] = perm[a][perm[b]]``."""
+  perms = group_elements(name)
+  index = {tuple(p): i for i, p in enumerate(perms.tolist())}
+  composed = perms[np.arange(len(perms))[:, None, None], perms[None, :, :]]  # [a, b, x] = perm[a][perm[b][x]]
+  return np.asarray([[index[tuple(row)] for row in block] for block in composed.tolist()], np.int64)
+
+
+def _pair_sequences(n: int, c: np.ndarray, cfg: DataConfig, shuffle: bool) -> tuple[np.ndarray, np.ndarray]:
+  """Every pair ``(a, b)`` of ``n`` symbols once as ``[a, n, b, n + 1, c[a n + b]]``, split into (train, test) by
+  ``task_seed`` (``train_fraction`` of the ``n^2`` pairs in training); ``shuffle``: answers permuted over pairs."""
+  a, b = np.divmod(np.arange(n * n), n)
+  rng = _task_rng(cfg)
+  order = rng.permutation(n * n)
+  n_train = max(1, int(round(cfg.train_fraction * n * n)))
+  if shuffle:
+    c = c[rng.permutation(n * n)]
+  seqs = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1), c], axis=1).astype(np.int32)
+  return seqs[order[:n_train]], seqs[order[n_train:]]
+
+
+def group_split(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+  """The fixed (train, test) sequences ``[a, OP, b, =, a b]`` (int32, (pairs, 5)) of a ``group`` config: every pair
+  of group elements once, split by ``task_seed`` as ``modular_split`` splits residues."""
+  if cfg.kind != "group":
+    raise ValueError(f"cfg.kind: expected 'group', got {cfg.kind!r}")
+  table = group_table(cfg.group)
+  return _pair_sequences(table.shape[0], table.ravel(), cfg, shuffle=False)
+
+
 def modular_split(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
   """The fixed (train, test) sequences ``[a, OP, b, =, c]`` (int32, (pairs, 5)) of a ``modular`` or ``random_labels``
   config: every pair once, split by ``task_seed`` (``random_labels``: the same split, answers shuffled)."""
@@ -193,18 +250,13 @@ def modular_split(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
   n = cfg.modulus
   a, b = np.divmod(np.arange(n * n), n)
   c = {"add": a + b, "sub": a - b, "mul": a * b}[cfg.modular_op] % n
-  rng = _task_rng(cfg)
-  order = rng.permutation(n * n)
-  n_train = max(1, int(round(cfg.train_fraction * n * n)))
-  if cfg.kind == "random_labels":
-    c = c[rng.permutation(n * n)]
-  seqs = np.stack([a, np.full_like(a, n), b, np.full_like(a, n + 1), c], axis=1).astype(np.int32)
-  return seqs[order[:n_train]], seqs[order[n_train:]]
+  return _pair_sequences(n, c, cfg, shuffle=cfg.kind == "random_labels")
 
 
 def _modular_task(cfg: DataConfig) -> Task:
-  n = cfg.modulus
-  train_np, test_np = modular_split(cfg)
+  """The ``modular``, ``random_labels`` and ``group`` tasks: fixed pairs, only the answer scored, clean held-out."""
+  n = group_order(cfg.group) if cfg.kind == "group" else cfg.modulus
+  train_np, test_np = group_split(cfg) if cfg.kind == "group" else modular_split(cfg)
   n_train = train_np.shape[0]
   train_seqs, test_seqs = jnp.asarray(train_np), jnp.asarray(test_np)
 
@@ -572,7 +624,7 @@ def make_task(cfg: DataConfig) -> Task:
   if cfg.kind == "noise":
     return Task(cfg, lambda key, p, train: jax.random.randint(key, (batch, length), 0, v, dtype=jnp.int32),
                 lambda p: (math.log2(v), True))
-  if cfg.kind in ("modular", "random_labels"):
+  if cfg.kind in ("modular", "random_labels", "group"):
     return _modular_task(cfg)
   if cfg.kind in ("copy", "reverse"):
     return _copy_task(cfg)

@@ -114,9 +114,7 @@ def noise_structure_verdict():
   return _verdict("noise_structure", series, measured=dict(meso_spike_rises_then_falls=True))
 
 
-def early_warning_verdict(seed=0, signals=("update_gap", "class_ratio")):
-  """Synthetic aligned trajectories: grokking runs rise before offset 0, controls stay flat."""
-  rng = np.random.default_rng(seed)
+def _early_warning_aligned(rng, signals):
   off = np.arange(-600.0, 300.0, 50.0)
   aligned = {}
   for n in signals:
@@ -127,7 +125,18 @@ def early_warning_verdict(seed=0, signals=("update_gap", "class_ratio")):
                       pos_q75=(pos + 0.3).tolist(), ctrl_steps=steps.tolist(), ctrl_median=ctrl.tolist(),
                       ctrl_q25=(ctrl - 0.2).tolist(), ctrl_q75=(ctrl + 0.2).tolist(), threshold=1.6,
                       alarm_offsets=[-350.0, -300.0, -250.0], t50_median=900.0)
-  return _verdict("early_warning", dict(signals=list(signals), aligned=aligned, fpr=0.05, table="..."))
+  return aligned
+
+
+def early_warning_verdict(seed=0, signals=("update_gap", "class_ratio"), tasks=()):
+  """Synthetic aligned trajectories: grokking runs rise before offset 0, controls stay flat; ``tasks``: names of
+  second tasks with the same two-signal panels (series ``tasks``)."""
+  rng = np.random.default_rng(seed)
+  series = dict(signals=list(signals), aligned=_early_warning_aligned(rng, signals), fpr=0.05, table="...")
+  if tasks:
+    series["tasks"] = {t: dict(title=f"composition in {t}", signals=list(signals), fpr=0.05, table="...",
+                               aligned=_early_warning_aligned(rng, signals)) for t in tasks}
+  return _verdict("early_warning", series)
 
 
 VERDICTS = dict(tw_fluctuations=tw_verdict, bbp=bbp_verdict, jacobian_spectra=jacobian_verdict,

@@ -177,3 +177,89 @@ def test_judge_rule():
   assert ew.judge(res(19, 20, 300.0), full)[0] == "FAIL"
   assert ew.judge(res(2, 3, 700.0), full)[0] == "INCONCLUSIVE"
   assert ew.judge(res(19, 20, 700.0), ew.QUICK)[0] == "INCONCLUSIVE"
+
+
+def test_modular_families_unchanged_and_group_families():
+  """The modular families keep their run names (the seed tags of the stored designs); the group task's families
+  train composition in S_4 with their own names, the no-weight-decay twins in the grok program."""
+  import dataclasses
+
+  from theory_checks import early_warning as ew
+  names = {f: ew.family_config(ew.QUICK, f, "quick").name for f in ew.FAMILIES}
+  assert names == {f: f"checks_early_warning_quick_{f}_cc384dc7" for f in ew.FAMILIES}
+  assert ew.family_config(ew.FULL, "grok", "full").name == "checks_early_warning_full_grok_ecd1872a"
+  assert ew.family_config(ew.QUICK, "grok", "quick").data.kind == "modular"
+  g = ew.GROUP_QUICK
+  cfg = ew.family_config(g, "grok_group", "quick")
+  assert cfg.name.startswith("checks_early_warning_quick_grok_group_")
+  assert (cfg.data.kind, cfg.data.group, cfg.data.vocab_size) == ("group", "S4", 26)
+  assert {(m.regime, m.weight_decay) for m in cfg.members()} == {("grok", g.weight_decay), ("no_wd", 0.0)}
+  small = ew.family_config(g, "small_fraction_group", "quick")
+  assert small.data.train_fraction == g.small_fraction and {m.regime for m in small.members()} == {"small_fraction"}
+  with pytest.raises(ValueError, match="family"):
+    ew.family_config(g, "random_labels", "quick")
+  with pytest.raises(ValueError, match="family"):
+    ew.family_config(ew.QUICK, "grok_group", "quick")
+  with pytest.raises(ValueError, match="modulus"):
+    dataclasses.replace(g, modulus=23)
+
+
+class _FakeRun:
+  def __init__(self, path):
+    self.path = path
+
+
+def test_per_task_calibration_and_tables(monkeypatch):
+  """Two tasks whose controls differ in scale (the group task's 5x larger): each task's threshold comes from its own
+  calibration controls, so both detect their planted change points at their nominal FPR; the modular table and
+  measured numbers are those of the modular task alone."""
+  import dataclasses
+
+  from theory_checks import early_warning as ew
+  rng = np.random.default_rng(4)
+  scale = dict(modular=1.0, S4=5.0)
+
+  def planted(task, n_null, n_change):
+    ts = null_runs(rng, n_null) + change_runs(rng, n_change, shift=12.0 * scale[task])
+    return [dataclasses.replace(t, values=t.values * (scale[task] if not t.positive else 1.0)) for t in ts]
+
+  made = {t: (planted(t, 39, 10), planted(t, 40, 20)) for t in scale}
+
+  def fake_trajectories(runs, design, seed=0):
+    cal, ev = made[design.task]
+    return {"update_gap": cal, "class_ratio": cal}, {"update_gap": ev, "class_ratio": ev}, []
+
+  monkeypatch.setattr(ew, "trajectories", fake_trajectories)
+  design = dataclasses.replace(ew.QUICK, fpr=0.05, horizons=(300.0,), snapshot_every=20)
+  g_design = dataclasses.replace(ew.GROUP_QUICK, fpr=0.05, horizons=(300.0,), snapshot_every=20)
+  alone = ew.check_runs({"grok": _FakeRun("m")}, design)
+  both = ew.check_runs({"grok": _FakeRun("m")}, design, second=({"grok_group": _FakeRun("g")}, g_design))
+  thresholds = {(d.get("task", "modular"), d["signal"]): d["threshold"] for d in both.details if d["part"] == "signal"}
+  assert thresholds[("S4", "update_gap")] > 3.0 * thresholds[("modular", "update_gap")]
+  assert both.measured["update_gap_detection"] == alone.measured["update_gap_detection"] == 1.0
+  assert both.measured["S4_update_gap_detection"] == 1.0 and both.measured["S4_update_gap_lead50"] == LEAD
+  text = both.series["table"]
+  assert text.startswith("task modular: modular addition mod 23\n" + alone.series["table"])
+  assert "\n\ntask S4: composition in the group S4 (order 24)\n" in text
+  assert both.series["tasks"]["S4"]["signals"] == ["update_gap", "class_ratio"]
+  assert both.series["aligned"] == alone.series["aligned"]
+  assert both.status == ew.combined_status([alone.status, both.measured["S4_status"]])
+  assert ew.combined_status(["PASS", "PASS"]) == "PASS" and ew.combined_status(["PASS", "FAIL"]) == "FAIL"
+  assert ew.combined_status(["PASS", "INCONCLUSIVE"]) == "INCONCLUSIVE"
+
+
+def test_figure_renders_a_second_task(tmp_path):
+  import json
+
+  import figure_fixtures
+  from figures import early_warning as fig
+  from figures import inputs
+
+  path = figure_fixtures.result_file(tmp_path / "checks", "early_warning")
+  path.parent.mkdir(parents=True)
+  path.write_text(json.dumps(figure_fixtures.early_warning_verdict(tasks=("S4",))))
+  verdict = inputs.load_verdict(tmp_path / "checks", "early_warning")
+  paths = fig.make_figure(verdict, tmp_path / "out")
+  side = json.loads(paths[-1].read_text())
+  assert side["plotted"]["tasks"]["S4"]["signals"] == ["update_gap", "class_ratio"]
+  assert side["layout"]["text_overlaps"] == []

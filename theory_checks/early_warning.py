@@ -16,6 +16,12 @@ anything trains: ``Design.calibration_seeds`` and the evaluation seeds, disjoint
 - ``small_fraction``: train fraction ``f_small`` below the critical one, weight decay ``WD``.
 Controls that reach 50% test accuracy anyway and ``grok`` members that never reach 90% are reported and left out.
 
+A second task (``GROUP_QUICK``/``GROUP_FULL``): composition in the symmetric group ``S_4`` (24 elements, non-abelian;
+``data.kind = group``, ``[a, OP, b, =, a b]`` with ``(a b)(x) = a(b(x))``; Power et al. 2022, arXiv:2201.02177, grok
+``S_5``; Chughtai et al. 2023, arXiv:2302.03025), the same model, as the families ``grok_group`` (with its ``no_wd``
+twins) and ``small_fraction_group``. Each task is evaluated on its own: thresholds and orientations from its own
+calibration controls, its own table. ``fourier_top3`` is not measured on it (Fourier modes over residues do not apply).
+
 Signals (``models.signals`` writes the dense summaries during training, every ``snapshot_every`` steps; this module
 only reads run folders): ``update_gap`` (``sigma_1 / sigma_2`` of the last ``update_window`` snapshot-to-snapshot
 parameter updates, from their sketches), ``fourier_top3`` (fraction of ``||dW||^2`` of the token embedding in its
@@ -38,7 +44,8 @@ held-out grokking runs at the nominal FPR with median lead to 50% accuracy of at
 Wilson 95% upper bound of its detection rate is below 90%, or at least 10 runs are detected and their median lead is
 below 600 steps; INCONCLUSIVE otherwise, and at any design FPR above 5% (the quick size, whose two calibration seeds
 certify only 20%).
-Whether any spectral signal beats the non-spectral baseline is reported, not judged.
+Each task is judged by this rule on its own; the check FAILs if either task fails, PASSes if both pass, and is
+INCONCLUSIVE otherwise. Whether any spectral signal beats the non-spectral baseline is reported, not judged.
 """
 
 from __future__ import annotations
@@ -62,11 +69,13 @@ CLAIM_FPR = 0.05  # the claim is judged at this false-positive rate or below (th
 SPECTRAL = ("update_gap", "fourier_top3", "structure_rank", "stable_rank", "alpha", "trap_max", "hessian_top")
 BASELINES = ("class_ratio", "loss_gap")
 FAMILIES = ("grok", "random_labels", "small_fraction")  # run families; grok holds the no_wd controls too
+GROUP_FAMILIES = ("grok_group", "small_fraction_group")  # the second task's families; grok_group holds its no_wd
 
 
 @dataclasses.dataclass(frozen=True)
 class Design:
-  """Sizes of one version of the check (``QUICK`` or ``FULL``)."""
+  """Sizes of one task of one version of the check (``QUICK``/``FULL``: modular addition; ``GROUP_QUICK``/
+  ``GROUP_FULL``: composition in the group ``group``, whose order is ``modulus``)."""
 
   modulus: int
   train_fraction: float
@@ -87,6 +96,22 @@ class Design:
   horizons: tuple[int, ...]
   hessian: bool
   sketch_dim: int = 128
+  group: str = ""  # "" = modular addition mod ``modulus``; else composition in this group (models.data, kind group)
+
+  def __post_init__(self):
+    if self.group:
+      from models.config import group_order
+      if group_order(self.group) != self.modulus:
+        raise ValueError(f"modulus: expected the order of {self.group}, {group_order(self.group)}, got {self.modulus}")
+
+  @property
+  def task(self) -> str:
+    """The task's name in tables and measured keys: ``modular`` or the group's name (``S4``)."""
+    return self.group or "modular"
+
+  @property
+  def families(self) -> tuple[str, ...]:
+    return GROUP_FAMILIES if self.group else FAMILIES
 
 
 QUICK = Design(modulus=23, train_fraction=0.5, small_fraction=0.2, weight_decay=1.0, learning_rate=3e-3, d_model=64,
@@ -97,6 +122,19 @@ FULL = Design(modulus=23, train_fraction=0.5, small_fraction=0.2, weight_decay=1
               steps=1600, snapshot_every=50, calibration_seeds=tuple(range(10)), evaluation_seeds=tuple(range(100, 140)),
               control_seeds=8, fpr=0.05, start=200, smooth=2, update_window=6, weights_every=4, horizons=(400, 600),
               hessian=True)
+
+# The second task (composition in S_4, models.data kind "group"), sized by measured runs (docs/THEORY.md#early_warning):
+# at train fraction 0.7 (lr 3e-3, weight decay 1) members memorise by step ~400 and reach 50% held-out accuracy at
+# steps 500-1,100; at 0.4, 8 of 8 members stay below 7% for 1,500 steps (at 0.5 one reached 48%: too close to the
+# critical fraction); without weight decay they stay at chance. QUICK is tiny (one calibration and one evaluation seed,
+# 6 members; its 2 calibration controls certify only FPR 1/3); FULL is 50 members x 2,000 steps (about 25-28
+# CPU-minutes at the measured 15-17 ms per member-step), so its 9 calibration controls certify FPR 0.1, not 0.05.
+GROUP_QUICK = Design(modulus=24, group="S4", train_fraction=0.7, small_fraction=0.4, weight_decay=1.0,
+                     learning_rate=3e-3, d_model=64, steps=1500, snapshot_every=50, calibration_seeds=(0,),
+                     evaluation_seeds=(100,), control_seeds=1, fpr=0.34, start=200, smooth=2, update_window=6,
+                     weights_every=4, horizons=(600, 800), hessian=False)
+GROUP_FULL = dataclasses.replace(GROUP_QUICK, steps=2000, calibration_seeds=tuple(range(6)),
+                                 evaluation_seeds=tuple(range(100, 116)), control_seeds=3, fpr=0.1)
 
 
 def parse_seeds(items) -> tuple[int, ...]:
@@ -138,39 +176,44 @@ def _seed_tag(seeds) -> str:
 
 
 def family_seeds(design: Design, family: str) -> tuple[int, ...]:
-  """Seeds trained in a family: every seed for ``grok`` (and its ``no_wd`` twin), the first ``control_seeds`` of each
-  split for the other controls."""
-  if family == "grok":
+  """Seeds trained in a family: every seed for ``grok`` / ``grok_group`` (and its ``no_wd`` twin), the first
+  ``control_seeds`` of each split for the other controls."""
+  if family in ("grok", "grok_group"):
     return tuple(design.calibration_seeds) + tuple(design.evaluation_seeds)
   c = design.control_seeds
   return tuple(design.calibration_seeds[:c]) + tuple(design.evaluation_seeds[:c])
 
 
 def family_config(design: Design, family: str, tag: str):
-  """The run config of one family: one compiled ensemble over its seeds (and weight decays for ``grok``)."""
+  """The run config of one family of ``design``'s task: one compiled ensemble over its seeds (and weight decays for
+  ``grok`` / ``grok_group``). Members' regimes: ``grok``, ``no_wd``, ``random_labels``, ``small_fraction``."""
   from models.config import MemberSpec, RunConfig, with_overrides
-  if family not in FAMILIES:
-    raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+  if family not in design.families:
+    raise ValueError(f"family: expected one of {design.families} for task {design.task}, got {family!r}")
+  base = family.removesuffix("_group")
   seeds = family_seeds(design, family)
   snaps = list(range(0, design.steps + 1, design.snapshot_every))
   if snaps[-1] != design.steps:
     snaps.append(design.steps)
-  over = {"data.kind": "random_labels" if family == "random_labels" else "modular", "data.modulus": design.modulus,
+  over = {"data.kind": "random_labels" if base == "random_labels" else "modular", "data.modulus": design.modulus,
           "data.vocab_size": design.modulus + 2, "data.seq_len": 4, "data.batch_size": 128,
-          "data.train_fraction": design.small_fraction if family == "small_fraction" else design.train_fraction,
+          "data.train_fraction": design.small_fraction if base == "small_fraction" else design.train_fraction,
           "model.num_layers": 1, "model.d_model": design.d_model, "model.num_heads": 2,
           "train.learning_rate": design.learning_rate, "train.weight_decay": design.weight_decay,
           "train.steps": design.steps, "train.snapshot_steps": snaps, "train.checkpoint_every": 500,
           "train.log_every": design.snapshot_every, "train.eval_batches": 4,
           "tracking.track_signals": True, "tracking.signals_sketch_dim": design.sketch_dim,
           "tracking.signals_weights_every": design.weights_every}
+  if design.group:  # vocabulary: the |G| = modulus elements, OP and =
+    del over["data.modulus"]
+    over |= {"data.kind": "group", "data.group": design.group}
   if design.hessian:
     over |= {"tracking.track_hessian": True, "tracking.hessian_top_k": 1, "tracking.hessian_lanczos_steps": 8,
              "tracking.hessian_trace_matvecs": 6}
   cfg = with_overrides(RunConfig(name=f"checks_early_warning_{tag}_{family}_{_seed_tag(seeds)}"), over)
-  wds = (design.weight_decay, 0.0) if family == "grok" else (design.weight_decay,)
+  wds = (design.weight_decay, 0.0) if base == "grok" else (design.weight_decay,)
   members = tuple(MemberSpec(seed_index=s, noise_p=0.0, weight_decay=wd,
-                             regime=family if wd > 0 else "no_wd") for s in seeds for wd in wds)
+                             regime=base if wd > 0 else "no_wd") for s in seeds for wd in wds)
   return dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, members=members))
 
 
@@ -215,8 +258,10 @@ def member_signals(run, window: int, seed: int = 0) -> dict:
                                                       for i in range(n)])
   sk = _stack(run, "sketch", steps)  # (T, n, K)
   out["update_gap"] = np.stack([update_gaps(sk[:, i], window) for i in range(n)])
-  fe = _stack(run, "fourier_embed", steps)[:, :, 1:]  # non-constant modes
-  out["fourier_top3"] = np.sort(fe, axis=-1)[:, :, -3:].sum(-1).T
+  out["fourier_top3"] = np.full((n, t_n), np.nan)  # modular tasks only (Fourier modes over the residues)
+  if "fourier_embed" in run.signals[steps[0]]:
+    fe = _stack(run, "fourier_embed", steps)[:, :, 1:]  # non-constant modes
+    out["fourier_top3"] = np.sort(fe, axis=-1)[:, :, -3:].sum(-1).T
   out["class_ratio"] = _stack(run, "class_ratio", steps).T
   traps = [k for k in run.signals[steps[0]] if k.startswith("trap_")]
   out["trap_max"] = np.max(np.stack([_stack(run, k, steps)[:, :, 0] for k in traps]), axis=0).T
@@ -371,12 +416,12 @@ def _aligned_series(cal: dict, ev: dict, results: dict, design: Design) -> dict:
   return series
 
 
-def check_runs(runs: dict, design: Design, *, seed: int = 0) -> Verdict:
+def _task_summary(runs: dict, design: Design, seed: int) -> dict:
+  """One task's evaluation: its own calibration controls set its thresholds (``trajectories``, ``evaluate``), its
+  verdict by ``judge``, its table and its measured numbers."""
   cal, ev, excluded = trajectories(runs, design, seed)
   results = evaluate(cal, ev, design)
   status, reason = judge(results, design)
-  horizon = float(design.horizons[0])
-  text = table(results, horizon)
   base = max((results[b]["detection_rate"] for b in BASELINES if b in results), default=math.nan)
   base_lead = max((results[b]["lead50_median"] for b in BASELINES if b in results
                    and np.isfinite(results[b]["lead50_median"])), default=math.nan)
@@ -387,35 +432,85 @@ def check_runs(runs: dict, design: Design, *, seed: int = 0) -> Verdict:
                   controls_evaluated=results[next(iter(results))]["n_controls"] if results else 0,
                   update_gap_detection=results.get("update_gap", {}).get("detection_rate", math.nan),
                   update_gap_lead50=results.get("update_gap", {}).get("lead50_median", math.nan))
+  return dict(status=status, measured=measured, results=results, excluded=excluded,
+              table=table(results, float(design.horizons[0])),
+              aligned=_aligned_series(cal, ev, results, design))
+
+
+def combined_status(statuses) -> str:
+  """The check's verdict over tasks, each judged by the same rule: FAIL if any task fails, PASS if every task
+  passes, INCONCLUSIVE otherwise."""
+  statuses = list(statuses)
+  if FAIL in statuses:
+    return FAIL
+  return PASS if statuses and all(st == PASS for st in statuses) else INCONCLUSIVE
+
+
+def task_title(design: Design) -> str:
+  return (f"composition in the group {design.group} (order {design.modulus})" if design.group
+          else f"modular addition mod {design.modulus}")
+
+
+def check_runs(runs: dict, design: Design, *, seed: int = 0, second: tuple[dict, Design] | None = None) -> Verdict:
+  """The verdict on the modular task's ``runs`` (family -> loaded run) and, with ``second = (runs, design)``, a
+  second task's, calibrated and tabled separately; the modular task's measured numbers, series and table keep their
+  keys, the second task's are prefixed by its name (``S4_update_gap_detection``) and its series sit under
+  ``tasks``."""
+  main = _task_summary(runs, design, seed)
+  status, measured, text = main["status"], dict(main["measured"]), main["table"]
+  details = [dict(part="design", **dataclasses.asdict(design)),
+             *[dict(part="excluded", **e) for e in main["excluded"]],
+             *[dict(part="signal", signal=k, **{kk: vv for kk, vv in v.items()}) for k, v in main["results"].items()]]
+  tasks, run_paths = {}, [str(r.path) for r in runs.values()]
+  if second is not None:
+    g_runs, g_design = second
+    if not g_design.group:
+      raise ValueError("second: expected a group task's design (Design.group set)")
+    g = _task_summary(g_runs, g_design, seed)
+    name = g_design.task
+    status = combined_status([main["status"], g["status"]])
+    measured["reason"] = f"{design.task}: {main['measured']['reason']}; {name}: {g['measured']['reason']}"
+    measured[f"{design.task}_status"], measured[f"{name}_status"] = main["status"], g["status"]
+    measured |= {f"{name}_{k}": v for k, v in g["measured"].items()}
+    text = f"task {design.task}: {task_title(design)}\n{text}\n\ntask {name}: {task_title(g_design)}\n{g['table']}"
+    details += [dict(part="design", task=name, **dataclasses.asdict(g_design)),
+                *[dict(part="excluded", task=name, **e) for e in g["excluded"]],
+                *[dict(part="signal", task=name, signal=k, **v) for k, v in g["results"].items()]]
+    tasks[name] = dict(title=task_title(g_design), signals=list(g["results"]), aligned=g["aligned"],
+                       fpr=g_design.fpr, table=g["table"])
+    run_paths += [str(r.path) for r in g_runs.values()]
   predicted = dict(update_gap_detection=f">= {CLAIM_DETECTION} (Xu 2026: 24/24)",
                    update_gap_lead50=f">= {CLAIM_LEAD:.0f} steps (Xu 2026: 600-1,700)",
                    baseline_best_lead50="950 +- 250 steps (class ratio, arXiv:2604.20923)")
-  details = [dict(part="design", **dataclasses.asdict(design)),
-             *[dict(part="excluded", **e) for e in excluded],
-             *[dict(part="signal", signal=k, **{kk: vv for kk, vv in v.items()}) for k, v in results.items()]]
+  series = dict(signals=list(main["results"]), aligned=main["aligned"], fpr=design.fpr, table=text)
+  if tasks:
+    series["tasks"] = tasks
   return Verdict(
       check=NAME,
       prediction="with weight decay, the gap in the spectrum of recent parameter updates warns before test accuracy "
       f"jumps in >= {CLAIM_DETECTION:.0%} of grokking runs, >= {CLAIM_LEAD:.0f} steps ahead, at a false-positive "
-      f"rate of {design.fpr:g} on controls that do not grok (no weight decay, random labels, small train fraction)",
+      f"rate of {design.fpr:g} on controls that do not grok (no weight decay, random labels, small train fraction)"
+      + (f", on each task ({design.task}, {', '.join(tasks)})" if tasks else ""),
       source="Xu 2026 (arXiv:2603.15678, arXiv:2603.28964); Prakash & Martin 2025 (arXiv:2506.04434); "
       "arXiv:2605.08237; arXiv:2604.20923 (baseline); docs/THEORY.md#early_warning",
       tolerance=f"PASS: update_gap detection >= {CLAIM_DETECTION} and median lead >= {CLAIM_LEAD:.0f}; FAIL: Wilson "
       f"95% upper bound of its detection < {CLAIM_DETECTION}, or >= 10 detected with median lead < {CLAIM_LEAD:.0f}; "
-      f"thresholds by split conformal calibration on {len(design.calibration_seeds)} calibration seeds' controls",
+      f"thresholds by split conformal calibration on {len(design.calibration_seeds)} calibration seeds' controls"
+      + ("; per task, each on its own calibration controls; FAIL if any task fails, PASS if all pass" if tasks else ""),
       status=status, measured=measured, predicted=predicted, details=details,
-      run=",".join(str(r.path) for r in runs.values()),
-      series=dict(signals=list(results), aligned=_aligned_series(cal, ev, results, design), fpr=design.fpr,
-                  table=text))
+      run=",".join(run_paths), series=series)
 
 
 def run(quick: bool = False, runs_dir: str | pathlib.Path = common.DEFAULT_RUNS, seed: int = 0,
         seeds=None) -> Verdict:
-  """Train (or reuse) the run families and judge; ``seeds``: evaluation seeds replacing the design's."""
+  """Train (or reuse) the run families of both tasks and judge; ``seeds``: evaluation seeds replacing the designs'
+  (the same seeds for both tasks)."""
   from models.run_folder import load_run
   from models.train import train_run
-  design, tag = (QUICK, "quick") if quick else (FULL, "full")
+  design, g_design, tag = (QUICK, GROUP_QUICK, "quick") if quick else (FULL, GROUP_FULL, "full")
   if seeds is not None:
     design = with_evaluation_seeds(design, parse_seeds(seeds))
-  runs = {f: load_run(train_run(family_config(design, f, tag), runs_dir, progress=False)) for f in FAMILIES}
-  return check_runs(runs, design, seed=seed)
+    g_design = with_evaluation_seeds(g_design, parse_seeds(seeds))
+  load = lambda d: {f: load_run(train_run(family_config(d, f, tag), runs_dir, progress=False)) for f in d.families}
+  runs = load(design)
+  return check_runs(runs, design, seed=seed, second=(load(g_design), g_design))
