@@ -1,14 +1,15 @@
 """Benchmark: structure rank of GPT-2-small-shaped matrices as a ratio to the plain full-spectrum analysis.
 
-    python bench/bench_structure.py [--small] [--threads 2] [--repeats 1] [--draws 24]
+    python bench/bench_structure.py [--small] [--threads 2] [--repeats 1] [--draws 24] [--compare]
 
 The 48 matrices of ``bench_weight_spectra.py`` (12 blocks of 768x2304, 768x768, 768x3072, 3072x768; Student-t(3)
 entries times 0.02, fixed seed), in one process with threads pinned alike (set before JAX is imported):
 (a) ``spectral.analyze.analyze`` (every metric from the full spectrum), the reference;
 (b) ``spectral.structure.structure_rank_batch`` per shape group (the null draws, Krylov statistics, deflation);
 (c) the same on the 48 matrices with a rank-3 update planted in each (several deflation rounds);
-and where the time of (b) goes: one round's observed Krylov statistic, one null draw (sign flip + Krylov) and the
-flip alone, each timed separately. Compile time is excluded (a warm-up call), printed once. Goal: (b) <= 3 x (a).
+(b') with ``--compare``: (b) with one ``(B, M, N)`` dispatch per null draw, the layout before cache-sized dispatches;
+and where the time of (b) goes: one round in full, its observed Krylov statistic, one null draw (sign flip +
+Krylov, in cache-sized dispatches and as one ``(B, M, N)`` dispatch) and the flip alone, each timed separately. Compile time is excluded (a warm-up call), printed once. Goal: (b) <= 3 x (a).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
   parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
   parser.add_argument("--repeats", type=int, default=1)
   parser.add_argument("--draws", type=int, default=None, help="null draws per round (default: the method's)")
+  parser.add_argument("--compare", action="store_true",
+                      help="also time (b) with one (B, M, N) dispatch per null draw (the earlier layout)")
   args = parser.parse_args()
   _pin_threads(args.threads)
 
@@ -80,6 +83,15 @@ def main() -> None:
   t_analyze, _ = timed(lambda: analyze_lib.analyze(mats))
   t_struct, results = timed(lambda: structure_all(batches))
   t_planted, planted_results = timed(lambda: structure_all(planted))
+  if args.compare:
+    layout = st.draw_dispatches
+    st.draw_dispatches = lambda batch, draws, m, n: (batch, 1)  # main's layout: one (B, M, N) dispatch a draw
+    timed(lambda: structure_all(batches), 1)
+    t_main_layout, main_results = timed(lambda: structure_all(batches))
+    st.draw_dispatches = layout
+    same = [r.rank for r in main_results] == [r.rank for r in results]
+    compare = (f"(b') as (b), one dispatch a draw (earlier): {t_main_layout:8.2f} s   ratio to (a) "
+               f"{t_main_layout / t_analyze:5.2f}; ranks identical to (b): {same}")
   ranks = [r.rank for r in results]
   planted_ranks = [r.rank for r in planted_results]
   rounds = sum(r.rounds for r in planted_results)
@@ -89,8 +101,10 @@ def main() -> None:
         f"  (goal <= 3); ranks {sorted(set(ranks))} (nonzero: {sum(r > 0 for r in ranks)} of {len(ranks)})")
   print(f"(c) structure rank, rank-3 planted:         {t_planted:8.2f} s   ratio to (a) {t_planted / t_analyze:5.2f}"
         f"; ranks {sorted(set(planted_ranks))}, {rounds} rounds in all")
+  if args.compare:
+    print(compare)
 
-  # Where (b) goes, for the largest group: one round's observed statistic, one null draw, one flip.
+  # Where (b) goes, for the largest group: one round in full, its observed statistic, one null draw, one flip.
   opts = st.StructureOptions(**options)
   shape = max(batches, key=lambda s: s[0] * s[1])
   x = batches[shape] if shape[0] <= shape[1] else np.swapaxes(batches[shape], 1, 2)
@@ -101,18 +115,29 @@ def main() -> None:
   u, v, s0 = jnp.zeros((nb, m, 0)), jnp.zeros((nb, n, 0)), jnp.zeros((nb, 0))
   scale = jnp.ones((nb, 1, 1))
   ks = jnp.zeros((nb,), jnp.int32)  # the first round's statistic: the top Ritz value
-  null_draw = lambda: st._null_statistic(x, u, s0, v, scale, y0, ks, key, steps=opts.steps)
+  size, chunk = st.draw_dispatches(nb, opts.draws, m, n)
+  keys = jax.random.split(key, chunk)
+  one_draw = jax.jit(st._null_statistic, static_argnames="steps")  # main's layout: one (B, M, N) dispatch a draw
   flip = jax.jit(st.sign_flip)
-  for fn in (lambda: st._observed_ritz(x, y0, steps=opts.steps), lambda: flip(x, key),
-             null_draw):
+  pieces = {
+      "round": lambda: st._round_statistics(x, u, s0, v, np.zeros(nb, int), key, draws=opts.draws, width=opts.block,
+                                            steps=opts.steps, block=opts.block),
+      "observed": lambda: st._observed_ritz(x, y0, steps=opts.steps),
+      "draw": lambda: [st._null_statistics(x, u, s0, v, scale, y0, ks, keys, i, size=size, steps=opts.steps)
+                       for i in range(0, nb, size)],
+      "draw_whole": lambda: one_draw(x, u, s0, v, scale, y0, ks, key, steps=opts.steps),
+      "flip": lambda: flip(x, key),
+  }
+  for fn in pieces.values():
     timed(fn, 1)
-  t_obs, _ = timed(lambda: st._observed_ritz(x, y0, steps=opts.steps), 3)
-  t_flip, _ = timed(lambda: flip(x, key), 3)
-  t_draw, _ = timed(null_draw, 3)
+  t = {name: timed(fn, 3)[0] for name, fn in pieces.items()}
+  t["draw"] /= chunk
   share = len(groups[shape]) * max(shape) * min(shape) / sum(w.size for w in mats.values())
-  print(f"breakdown, group {shape[0]}x{shape[1]} ({nb} matrices, {share:.0%} of all entries): observed Krylov "
-        f"{t_obs:.3f} s; one null draw {t_draw:.3f} s (sign flip alone {t_flip:.3f} s) x {opts.draws} draws = "
-        f"{opts.draws * t_draw:.2f} s")
+  print(f"breakdown, group {shape[0]}x{shape[1]} ({nb} matrices, {share:.0%} of all entries): one round "
+        f"{t['round']:.2f} s = observed Krylov {t['observed']:.3f} s + {opts.draws} null draws x "
+        f"{t['draw']:.3f} s (dispatches of {size} matrices x {chunk} draws; sign flip alone {t['flip']:.3f} s a draw, "
+        f"{t['flip'] / t['draw']:.0%}); one draw as one ({nb}, {m}, {n}) dispatch (main's layout) "
+        f"{t['draw_whole']:.3f} s")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,11 @@ Randomness: ``seed`` fixes everything. Round ``r`` uses ``key_r = fold_in(key(se
 drawn from ``fold_in(key_r, 0)`` and null draw ``d``'s signs from ``fold_in(fold_in(key_r, 1), d)``, shared by all
 matrices of a batch, so a matrix's result does not depend on the other matrices of its batch (up to float
 round-off of batched products). Same seed, same input: bit-identical result on one machine.
+
+Cost (docs/STRUCTURE.md, "Cost"): each round is one Krylov run on ``X`` and ``draws`` on flipped matrices, each
+``2 steps`` passes over a materialised ``M x N`` float32 matrix with ``width`` columns: skinny products whose speed
+is that of the memory holding the matrix. The draws are therefore dispatched in cache-sized blocks of matrices
+(``draw_dispatches``), one draw per dispatch, and the blocking changes no draw (same keys, same statistic).
 """
 
 from __future__ import annotations
@@ -256,7 +261,32 @@ def sign_flip(x, key):
   return jax.lax.bitcast_convert_type(raw ^ (bits << jnp.uint32(31)), jnp.float32)
 
 
-def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int, block: int):
+# Bytes of flipped float32 matrices one dispatch of null draws holds (``matrices x draws x M x N x 4``): about half
+# of a CPU's last-level cache, so that a dispatch's flipped matrices stay cached through the ``2 steps`` passes of
+# its Krylov iteration. Measured (bench/bench_structure.py and its breakdown, 2-core VM, load 3-10): one null draw
+# of 12 768x3072 matrices took 1.27 s as one (12, 768, 3072) dispatch (113 MB: every pass from memory), 1.38 s with
+# 8 draws vmapped into one dispatch, and 0.52-0.68 s as 12 dispatches of one matrix. Vmapping draws into one
+# dispatch never helped on the CPU (one round of 2 192x768 matrices: 128 ms as 2 dispatches of 24 vmapped draws,
+# 51 ms as 24 dispatches of one draw), so a dispatch holds one draw and as many matrices as fit.
+_DISPATCH_BYTES = 16 << 20
+
+
+def _balanced(total: int, most: int) -> int:
+  """The size of ``ceil(total / most)`` equal parts covering ``total`` (the last part padded), ``<= most``."""
+  return -(-total // -(-total // max(1, min(total, most))))
+
+
+def draw_dispatches(batch: int, draws: int, m: int, n: int, budget: int = _DISPATCH_BYTES) -> tuple[int, int]:
+  """``(matrices, draws)`` per dispatch of null draws for a batch (``batch``, M, N): one draw, and as many matrices
+  as fit ``budget`` bytes of flipped float32 matrices (at least 1), balanced so that every dispatch has the same
+  shape (one compile per round shape); the last block of matrices overlaps the one before it. ``draws`` is part of
+  the signature for layouts that vmap several draws into one dispatch (``_round_statistics`` accepts them)."""
+  del draws
+  return _balanced(batch, budget // (4 * m * n)), 1
+
+
+def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int, block: int,
+                      dispatch: tuple[int, int] | None = None):
   """One round of the sequential test for a batch ``x`` (B, M, N), already scaled by ``1 / sqrt(N)``.
 
   ``u`` (B, M, K), ``s`` (B, K), ``v`` (B, N, K): the ``ks`` (B,) components accepted so far (the top singular
@@ -268,20 +298,37 @@ def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int
   the null as it is in ``x``. With ``k = 0`` the draws are plain flips ``x o S_d``: the exact test.
 
   Returns the observed statistics (B, block), the observed right Ritz vectors (B, N, width) and the null
-  statistics (B, draws). The draws are separate dispatches of one compiled function rather than a ``lax.map``:
-  XLA's CPU runtime was seen to deadlock intermittently (every Eigen worker waiting for work) inside the while
-  loop of a ``lax.map`` over these draws.
+  statistics (B, draws). The null draws are computed in dispatches of ``dispatch = (matrices, draws)`` (default
+  ``draw_dispatches``: a cache-sized block of matrices, one draw), each ONE call of a compiled function that
+  ``vmap``s the statistic over its draw keys (the last block of draws padded with extra draws that are computed and
+  discarded); draw ``d`` uses the key ``fold_in(fold_in(key, 1), d)`` whatever the blocking, so the null values
+  depend on it only through float round-off of batched products. The dispatches are separate calls rather than
+  a ``lax.map``/``scan``: XLA's CPU runtime was seen to deadlock intermittently (every Eigen worker waiting for
+  work) inside the while loop of a ``lax.map`` over these draws.
   """
   y0 = jax.random.normal(jax.random.fold_in(key, 0), (x.shape[-1], width), jnp.float32)
   y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
   ks = jnp.asarray(ks, jnp.int32)
   sv, right = _observed_ritz(x, y0, steps=steps)
   resid, scale = _residual_and_scale(x, u, s, v)
-  flip_key = jax.random.fold_in(key, 1)
-  null = jnp.stack([_null_statistic(resid, u, s, v, scale, y0, ks, jax.random.fold_in(flip_key, d), steps=steps)
-                    for d in range(draws)], axis=-1)  # (B, draws)
+  nb = x.shape[0]
+  size, chunk = draw_dispatches(nb, draws, *x.shape[1:]) if dispatch is None else dispatch
+  keys = _fold_in_range(jax.random.fold_in(key, 1), -(-draws // chunk) * chunk).reshape(-1, chunk)
+  starts = [min(start, nb - size) for start in range(0, nb, size)]  # the last block overlaps the one before it
+  parts = [[_null_statistics(resid, u, s, v, scale, y0, ks, k, start, size=size, steps=steps) for k in keys]
+           for start in starts]  # all dispatched before any is waited for
+  null = np.zeros((nb, keys.size), np.float32)
+  for start, part in zip(starts, parts):
+    null[start:start + size] = np.concatenate([np.asarray(p) for p in part], axis=-1)
+  null = null[:, :draws]  # (B, draws)
   index = ks[:, None] + jnp.arange(block)[None, :]
   return jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1), right, null
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _fold_in_range(key, count: int):
+  """``fold_in(key, d)`` for ``d = 0..count-1`` (count,)."""
+  return jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.arange(count, dtype=jnp.uint32))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -296,7 +343,6 @@ def _residual_and_scale(x, u, s, v):
   return resid, flip_energy_scale(resid, u, v)[:, None, None]
 
 
-@functools.partial(jax.jit, static_argnames=("steps",))
 def _null_statistic(resid, u, s, v, scale, y0, ks, key, *, steps: int):
   """The ``(k+1)``-th Ritz value (B,) of ``L_hat + scale (resid o S)``, ``L_hat = u diag(s) v^T``."""
   f = sign_flip(resid, key) * scale
@@ -305,6 +351,16 @@ def _null_statistic(resid, u, s, v, scale, y0, ks, key, *, steps: int):
   apply_t = lambda z: jnp.matmul(_t(f), z, precision=_HP) + low(v, u, z)
   sv = _block_krylov(apply, apply_t, y0, steps)[0]
   return jnp.take_along_axis(sv, ks[:, None], axis=-1)[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("size", "steps"))
+def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, steps: int):
+  """``_null_statistic`` of the matrices ``start .. start + size - 1`` of the batch for each key of ``keys`` (C,),
+  in one dispatch: (size, C)."""
+  part = [jax.lax.dynamic_slice_in_dim(a, start, size, axis=0) for a in (resid, u, s, v, scale, y0, ks)]
+  if keys.shape[0] == 1:  # one draw (the default): the computation of one draw without a vmap
+    return _null_statistic(*part, keys[0], steps=steps)[:, None]
+  return _t(jax.vmap(lambda key: _null_statistic(*part, key, steps=steps))(keys))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))

@@ -179,3 +179,35 @@ def test_exactly_low_rank_matrix():
   r = st.structure_rank((u @ v.T).astype(np.float32), seed=0)
   # The third singular value is round-off, below the float32 Ritz resolution (~sqrt(eps) of the top): not tested.
   assert r.rank == 2 and r.status == "ok (remainder below resolution)" and r.singular_values.shape == (2,)
+
+
+def test_batched_null_draws_equal_one_draw_at_a_time():
+  """The null statistics of a round, computed ``chunk`` draws per dispatch (vmap over the draw keys), are those of
+  one draw at a time with draw ``d``'s key ``fold_in(fold_in(key, 1), d)``, after deflation (k = 2 accepted)."""
+  import jax
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(17)
+  shape, draws, k, steps = (24, 80), 11, 2, 2
+  ws = np.stack([planted(kind, rng, shape, [6.0, 5.0])[0] for kind in ("gaussian", "t3", "scaled")])
+  x = jnp.asarray(ws / np.sqrt(shape[1]), jnp.float32)
+  svd = np.linalg.svd(np.asarray(x, np.float64))
+  u = jnp.asarray(svd[0][:, :, :8] * (np.arange(8) < k), jnp.float32)  # zero-padded to 8 like the rounds
+  v = jnp.asarray(np.swapaxes(svd[2], 1, 2)[:, :, :8] * (np.arange(8) < k), jnp.float32)
+  s = jnp.asarray(svd[1][:, :8] * (np.arange(8) < k), jnp.float32)
+  ks, key = np.full(3, k), jax.random.key(5)
+  # Blocks of 2 matrices (the second overlapping the first) x 4 draws (the 12th computed and discarded).
+  _, _, batched = st._round_statistics(x, u, s, v, ks, key, draws=draws, width=16, steps=steps, block=8,
+                                       dispatch=(2, 4))
+  resid, scale = st._residual_and_scale(x, u, s, v)
+  y0 = jnp.broadcast_to(jax.random.normal(jax.random.fold_in(key, 0), (shape[1], 16), jnp.float32), (3, shape[1], 16))
+  one = jax.jit(st._null_statistic, static_argnames="steps")
+  flip_key = jax.random.fold_in(key, 1)
+  one_at_a_time = np.stack([one(resid, u, s, v, scale, y0, jnp.asarray(ks, jnp.int32), jax.random.fold_in(flip_key, d),
+                                steps=steps) for d in range(draws)], -1)
+  assert batched.shape == (3, draws)
+  np.testing.assert_allclose(batched, one_at_a_time, rtol=2e-6)  # float32 round-off of the batched products
+  assert np.all(np.std(one_at_a_time, axis=1) > 1e-3 * np.mean(one_at_a_time, axis=1))  # distinct flips
+  assert st.draw_dispatches(12, 24, 768, 3072) == (1, 1)  # 9.4 MB a matrix: one flipped matrix per dispatch
+  assert st.draw_dispatches(12, 24, 768, 768) == (6, 1)  # 7 fit in 16 MiB: 2 equal blocks of 6
+  assert st.draw_dispatches(400, 24, 32, 128) == (400, 1)  # 1024 fit: the whole batch
