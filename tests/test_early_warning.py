@@ -263,3 +263,21 @@ def test_figure_renders_a_second_task(tmp_path):
   side = json.loads(paths[-1].read_text())
   assert side["plotted"]["tasks"]["S4"]["signals"] == ["update_gap", "class_ratio"]
   assert side["layout"]["text_overlaps"] == []
+
+
+@pytest.mark.parametrize("quick, second_task, tasks", [(True, None, ["modular"]), (True, True, ["modular", "S4"]),
+                                                       (False, None, ["modular", "S4"])])
+def test_quick_runs_the_modular_task_alone_unless_asked(monkeypatch, tmp_path, quick, second_task, tasks):
+  import models.run_folder
+  import models.train
+  from theory_checks import early_warning as ew
+  trained = []
+  monkeypatch.setattr(models.train, "train_run", lambda cfg, runs_dir, progress: trained.append(cfg.data.kind) or cfg)
+  monkeypatch.setattr(models.run_folder, "load_run", lambda cfg: cfg)
+  seen = {}
+  monkeypatch.setattr(ew, "check_runs", lambda runs, design, seed, second: seen.update(design=design, second=second))
+  ew.run(quick=quick, runs_dir=tmp_path, second_task=second_task)
+  got = ["modular"] + (["S4"] if seen["second"] is not None else [])
+  assert got == tasks
+  assert ("group" in trained) == ("S4" in tasks)
+  assert seen["design"] is (ew.QUICK if quick else ew.FULL)
