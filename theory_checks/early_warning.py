@@ -507,7 +507,7 @@ def run(quick: bool = False, runs_dir: str | pathlib.Path = common.DEFAULT_RUNS,
   """Train (or reuse) the run families and judge; ``seeds``: evaluation seeds replacing the designs' (the same seeds
   for both tasks). ``second_task`` (default: the full size only) adds the S4 task: at the quick size it certifies
   nothing (FPR 1/3) and took about 2 of the 7 minutes of the quick check on an idle 2-core VM, so ``--quick`` is the
-  modular task alone (about 5 minutes); ``second_task=True`` runs its quick smoke test too."""
+  modular task alone (208 s wall, 335 CPU-s on that VM); ``second_task=True`` runs its quick smoke test too."""
   from models.run_folder import load_run
   from models.train import train_run
   design, g_design, tag = (QUICK, GROUP_QUICK, "quick") if quick else (FULL, GROUP_FULL, "full")
