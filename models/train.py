@@ -177,7 +177,7 @@ def _train_run(cfg: RunConfig, runs_dir: str | pathlib.Path, *, progress: bool, 
         # under CPU contention. The writer thread only ever receives ready buffers.
         snapshot = (jax.block_until_ready(spectra_of(weight_matrices(params, ensemble_dims=1))),
                     jax.block_until_ready(evaluate(params, keys, hparams["noise_p"])))
-        writes = [(lambda s, sp, ev: write_snapshot(s, sp, ev), snapshot)]
+        writes = [(write_snapshot, snapshot)]
         if signal_fn is not None:
           sig = jax.block_until_ready(signal_fn(params, init, keys, hparams["noise_p"], sketch))
           dw_every = cfg.tracking.signals_weights_every
