@@ -7,7 +7,8 @@ entries times 0.02, fixed seed), in one process with threads pinned alike (set b
 (a) ``spectral.analyze.analyze`` (every metric from the full spectrum), the reference;
 (b) ``spectral.structure.structure_rank_batch`` per shape group (the null draws, Krylov statistics, deflation);
 (c) the same on the 48 matrices with a rank-3 update planted in each (several deflation rounds);
-(b') with ``--compare``: (b) with one ``(B, M, N)`` dispatch per null draw, the layout before cache-sized dispatches;
+(b') with ``--compare``: (b) with one ``(B, M, N)`` dispatch per null draw, the layout before cache-sized dispatches,
+and (b0) (b) without the screen (``screen_draws=0``: every null draw for every matrix, the test before the screen);
 and where the time of (b) goes: one round in full, its observed Krylov statistic, one null draw (sign flip +
 Krylov, in cache-sized dispatches and as one ``(B, M, N)`` dispatch) and the flip alone, each timed separately. Compile time is excluded (a warm-up call), printed once. Goal: (b) <= 3 x (a).
 """
@@ -47,6 +48,7 @@ def main() -> None:
   mats = gpt2_small_matrices(args.small)
   rng = np.random.default_rng(1)
   options = {} if args.draws is None else {"draws": args.draws}
+  opts_draws = st.StructureOptions(**options).draws
   dev = jax.devices()[0]
   print(f"{len(mats)} matrices, d={d}; {platform.node()} | {platform.processor() or platform.machine()} | "
         f"{os.cpu_count()} CPUs | jax {jax.__version__} {jax.default_backend()} {dev.device_kind}; "
@@ -92,6 +94,16 @@ def main() -> None:
     same = [r.rank for r in main_results] == [r.rank for r in results]
     compare = (f"(b') as (b), one dispatch a draw (earlier): {t_main_layout:8.2f} s   ratio to (a) "
                f"{t_main_layout / t_analyze:5.2f}; ranks identical to (b): {same}")
+    unscreened = {**options, "screen_draws": 0}
+    structure_unscreened = lambda: [r for b in batches.values()
+                                    for r in st.structure_rank_batch(b, seed=0, **unscreened)]
+    timed(structure_unscreened, 1)
+    t_unscreened, full_results = timed(structure_unscreened)
+    same = [r.rank for r in full_results] == [r.rank for r in results]
+    draws = sum(r.null_draws for r in results) / len(results)
+    compare += (f"\n(b0) as (b), no screen (every draw):      {t_unscreened:8.2f} s   ratio to (a) "
+                f"{t_unscreened / t_analyze:5.2f}; (b) / (b0) {t_struct / t_unscreened:.2f}; ranks identical to "
+                f"(b): {same}; null draws per matrix in (b) {draws:.1f} (of {opts_draws})")
   ranks = [r.rank for r in results]
   planted_ranks = [r.rank for r in planted_results]
   rounds = sum(r.rounds for r in planted_results)

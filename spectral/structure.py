@@ -103,6 +103,10 @@ class StructureOptions:
     resolution: a component whose statistic is below ``resolution`` times the matrix's top singular value is not
       tested: float32 Ritz values from the Gram-type products ``X X^T`` resolve singular values only down to about
       ``sqrt(eps_32) ~ 3e-4`` of the top, so below that an exactly low-rank matrix shows only round-off.
+    screen_draws: the screen (``_screen``): in each round, the first ``screen_draws`` null draws are computed for
+      every matrix and the remaining ``draws - screen_draws`` only for the matrices whose p-value on those first
+      draws is at most ``screen_p``; the others stop there, not significant. ``0`` (or ``>= draws``): no screen.
+    screen_p: the screen's p-value bound (see ``screen_draws``).
   """
   draws: int = 24
   block: int = 8
@@ -111,6 +115,8 @@ class StructureOptions:
   refine_steps: int = 4
   oversample: int = 8
   resolution: float = 1e-3
+  screen_draws: int = 8
+  screen_p: float = 0.25
 
   def __post_init__(self):
     for name in ("draws", "block", "steps", "refine_steps"):
@@ -123,12 +129,21 @@ class StructureOptions:
       raise ValueError(f"draws: expected at least 4 null draws, got {self.draws}")
     if not 0.0 <= self.resolution < 1.0:
       raise ValueError(f"resolution: expected a fraction in [0, 1), got {self.resolution!r}")
+    if (not isinstance(self.screen_draws, (int, np.integer)) or isinstance(self.screen_draws, bool)
+        or self.screen_draws < 0 or 0 < self.screen_draws < 4):
+      raise ValueError(f"screen_draws: expected 0 (no screen) or at least 4 draws, got {self.screen_draws!r}")
+    if not 0.0 < self.screen_p <= 1.0:
+      raise ValueError(f"screen_p: expected a p-value bound in (0, 1], got {self.screen_p!r}")
     if self.p_value not in P_VALUE_MODES:
       raise ValueError(f"p_value: expected one of {P_VALUE_MODES}, got {self.p_value!r}")
 
+  def screened(self) -> bool:
+    return 0 < self.screen_draws < self.draws
+
   def method(self) -> str:
     tail = "TW1 location-scale tail" if self.p_value == "tail" else "Monte Carlo p-value"
-    return (f"signflip-deflated (Hong, Sheng & Dobriban 2020): {tail} on {self.draws} draws per round, "
+    screen = (f", screened after {self.screen_draws} draws at p <= {self.screen_p:g}" if self.screened() else "")
+    return (f"signflip-deflated (Hong, Sheng & Dobriban 2020): {tail} on {self.draws} draws per round{screen}, "
             f"block Krylov {self.block}x{self.steps}")
 
 
@@ -154,6 +169,7 @@ class StructureResult:
       ``"error: ..."``.
     shape: ``(a, b)``.
     rounds: deflation rounds run.
+    null_draws: null draws computed for this matrix, over all rounds (``draws`` per round without the screen).
   """
   rank: int
   singular_values: np.ndarray
@@ -167,6 +183,7 @@ class StructureResult:
   status: str
   shape: tuple[int, int] = ()
   rounds: int = 0
+  null_draws: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -287,7 +304,8 @@ def draw_dispatches(batch: int, draws: int, m: int, n: int, budget: int = _DISPA
 
 def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int, block: int,
                       dispatch: tuple[int, int] | None = None):
-  """One round of the sequential test for a batch ``x`` (B, M, N), already scaled by ``1 / sqrt(N)``.
+  """One round of the sequential test for a batch ``x`` (B, M, N), already scaled by ``1 / sqrt(N)``, every draw
+  for every matrix (``_round_observed`` then ``_round_null``; the test itself screens, see ``_screen``).
 
   ``u`` (B, M, K), ``s`` (B, K), ``v`` (B, N, K): the ``ks`` (B,) components accepted so far (the top singular
   triplets of ``x``; zero-padded). The statistic is the ``(k+1)``-th, ..., ``(k+block)``-th Ritz values of a block
@@ -298,31 +316,68 @@ def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int
   the null as it is in ``x``. With ``k = 0`` the draws are plain flips ``x o S_d``: the exact test.
 
   Returns the observed statistics (B, block), the observed right Ritz vectors (B, N, width) and the null
-  statistics (B, draws). The null draws are computed in dispatches of ``dispatch = (matrices, draws)`` (default
-  ``draw_dispatches``: a cache-sized block of matrices, one draw), each ONE call of a compiled function that
-  ``vmap``s the statistic over its draw keys (the last block of draws padded with extra draws that are computed and
-  discarded); draw ``d`` uses the key ``fold_in(fold_in(key, 1), d)`` whatever the blocking, so the null values
-  depend on it only through float round-off of batched products. The dispatches are separate calls rather than
-  a ``lax.map``/``scan``: XLA's CPU runtime was seen to deadlock intermittently (every Eigen worker waiting for
-  work) inside the while loop of a ``lax.map`` over these draws.
+  statistics (B, draws).
   """
+  observed = _round_observed(x, u, s, v, ks, key, width=width, steps=steps, block=block)
+  null = _round_null(observed, u, s, v, ks, key, range(draws), steps=steps, dispatch=dispatch)
+  return observed.statistics, observed.right, null
+
+
+@dataclasses.dataclass(frozen=True)
+class _Observed:
+  """What a round computes once per matrix: the observed statistics (B, block), right Ritz vectors (B, N, width),
+  the residual ``R = x - L_hat`` (B, M, N), its flip scale (B, 1, 1) and the Krylov start (B, N, width)."""
+  statistics: jax.Array
+  right: jax.Array
+  resid: jax.Array
+  scale: jax.Array
+  y0: jax.Array
+
+
+def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int) -> _Observed:
+  """The observed part of a round (``_round_statistics``)."""
   y0 = jax.random.normal(jax.random.fold_in(key, 0), (x.shape[-1], width), jnp.float32)
   y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
   ks = jnp.asarray(ks, jnp.int32)
   sv, right = _observed_ritz(x, y0, steps=steps)
   resid, scale = _residual_and_scale(x, u, s, v)
-  nb = x.shape[0]
-  size, chunk = draw_dispatches(nb, draws, *x.shape[1:]) if dispatch is None else dispatch
-  keys = _fold_in_range(jax.random.fold_in(key, 1), -(-draws // chunk) * chunk).reshape(-1, chunk)
-  starts = [min(start, nb - size) for start in range(0, nb, size)]  # the last block overlaps the one before it
-  parts = [[_null_statistics(resid, u, s, v, scale, y0, ks, k, start, size=size, steps=steps) for k in keys]
-           for start in starts]  # all dispatched before any is waited for
-  null = np.zeros((nb, keys.size), np.float32)
-  for start, part in zip(starts, parts):
-    null[start:start + size] = np.concatenate([np.asarray(p) for p in part], axis=-1)
-  null = null[:, :draws]  # (B, draws)
   index = ks[:, None] + jnp.arange(block)[None, :]
-  return jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1), right, null
+  stats = jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1)
+  return _Observed(stats, right, resid, scale, y0)
+
+
+def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: int, rows=None,
+                dispatch: tuple[int, int] | None = None) -> np.ndarray:
+  """Null statistics (B, len(draws)) of the draws ``draws`` (a range of draw indices) of a round.
+
+  Draw ``d`` uses the key ``fold_in(fold_in(key, 1), d)`` whatever the blocking and whichever draws are asked for,
+  so the null values depend on the layout only through float round-off of batched products. The draws are
+  computed in dispatches of ``dispatch = (matrices, draws)`` (default ``draw_dispatches``: a cache-sized block of
+  matrices, one draw), each ONE call of a compiled function that ``vmap``s the statistic over its draw keys (the
+  last block of draws padded with extra draws that are computed and discarded). ``rows`` (B,) bool: compute only
+  the blocks of matrices holding a ``True`` row (every row by default); the rows not asked for are NaN, also where
+  their block was computed, so that what a matrix gets never depends on the other matrices of its batch. The
+  dispatches are separate calls rather than a ``lax.map``/``scan``: XLA's CPU runtime was seen to deadlock
+  intermittently (every Eigen worker waiting for work) inside the while loop of a ``lax.map`` over these draws.
+  """
+  resid = observed.resid
+  nb = resid.shape[0]
+  rows = np.ones(nb, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+  out = np.full((nb, len(draws)), np.nan, np.float32)
+  if len(draws) == 0 or not rows.any():
+    return out
+  size, chunk = draw_dispatches(nb, len(draws), *resid.shape[1:]) if dispatch is None else dispatch
+  count = -(-len(draws) // chunk) * chunk
+  keys = _fold_in_range(jax.random.fold_in(key, 1), draws.start + count)[draws.start:].reshape(-1, chunk)
+  ks = jnp.asarray(ks, jnp.int32)
+  starts = [min(start, nb - size) for start in range(0, nb, size)]  # the last block overlaps the one before it
+  starts = [start for start in starts if rows[start:start + size].any()]
+  parts = [[_null_statistics(resid, u, s, v, observed.scale, observed.y0, ks, k, start, size=size, steps=steps)
+            for k in keys] for start in starts]  # all dispatched before any is waited for
+  for start, part in zip(starts, parts):
+    out[start:start + size] = np.concatenate([np.asarray(p) for p in part], axis=-1)[:, :len(draws)]
+  out[~rows] = np.nan
+  return out
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -367,6 +422,34 @@ def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, s
 def _refine(x, y0, *, steps: int):
   """Ritz triplets of ``x`` (B, M, N) from a warm start ``y0`` (B, N, w): the accepted components."""
   return _matrix_krylov(x, y0, steps)
+
+
+def _screen(observed: _Observed, u, s, v, ks, key, active, opts: StructureOptions, p_fn, steps: int):
+  """The null draws of a round for the ``active`` (B,) matrices, screened: ``(null (B, draws), passed (B,))``.
+
+  Without a screen (``opts.screened()`` false) every draw is computed and every matrix passes. With it, the first
+  ``screen_draws`` draws are computed for the active matrices; a matrix whose first observed statistic has a
+  p-value above ``screen_p`` against them stops there (``passed`` false: not significant, and its remaining draws
+  are NaN); the others get the remaining draws, the same draws (same keys) the unscreened test would use. So a
+  screened test rejects only where the unscreened one with the same seed rejects: its rank is at most the
+  unscreened rank, matrix by matrix, its false-alarm rate at most the unscreened one's, and the two differ only
+  where a component significant on all ``draws`` looked ordinary on the first ``screen_draws``. With the Monte
+  Carlo p-value that never happens when ``screen_p >= (e + 1) / (screen_draws + 1)``, ``e = floor(level (draws +
+  1)) - 1`` the exceedances the level allows (``e = 0`` at level 0.01 with 99 draws): a significant value exceeds
+  at most ``e`` of all draws, hence of the first ones.
+  The saving: under the null about a fraction ``1 - screen_p`` of the matrices stop after ``screen_draws`` draws.
+  This is a curtailed test in the spirit of Besag & Clifford (1991, Biometrika 78:301), who stop drawing once the
+  outcome is clear; here the stopping only ever removes rejections, so no recalibration of the level is needed.
+  """
+  if not opts.screened():
+    return _round_null(observed, u, s, v, ks, key, range(opts.draws), steps=steps, rows=active), active.copy()
+  first = _round_null(observed, u, s, v, ks, key, range(opts.screen_draws), steps=steps, rows=active)
+  t_obs = np.asarray(observed.statistics, np.float64)
+  passed = np.zeros_like(active)
+  for i in np.flatnonzero(active):
+    passed[i] = p_fn(t_obs[i, :1], first[i].astype(np.float64), 0.5)[0][0] <= opts.screen_p
+  rest = _round_null(observed, u, s, v, ks, key, range(opts.screen_draws, opts.draws), steps=steps, rows=passed)
+  return np.concatenate([first, rest], axis=1), passed
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -418,7 +501,7 @@ def _mc_p_values(stat: np.ndarray, null: np.ndarray, level: float) -> tuple[np.n
   exceed = b - np.searchsorted(ordered, np.asarray(stat, np.float64), side="left")
   p = (1.0 + exceed) / (b + 1.0)
   allowed = int(math.floor(level * (b + 1.0) + 1e-9)) - 1  # exceedances allowed for p <= level
-  return p, float(ordered[b - allowed - 1])
+  return p, float(ordered[b - allowed - 1]) if allowed >= 0 else np.inf  # inf: no value reaches the level
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -510,6 +593,7 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   rounds = np.zeros(nb, dtype=int)
   floor = np.zeros(nb)
   resolved = np.zeros(nb, dtype=bool)
+  draws_used = np.zeros(nb, dtype=int)
   u_acc, s_acc, v_acc = np.zeros((nb, m, max_rank)), np.zeros((nb, max_rank)), np.zeros((nb, n, max_rank))
   r = 0
   while np.any(active):
@@ -518,21 +602,22 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
     width = min(m, kpad + block)
     steps = max(1, min(opts.steps, m // width))
     u, sv_acc, v = (jnp.asarray(_padded(c, kpad), jnp.float32) for c in (u_acc, s_acc, v_acc))
-    t_obs, right, null = _round_statistics(xs, u, sv_acc, v, accepted, round_key, draws=opts.draws, width=width,
-                                           steps=steps, block=block)
-    t_obs, null = np.asarray(t_obs, np.float64), np.asarray(null, np.float64)
-    new = np.zeros(nb, dtype=int)
+    observed = _round_observed(xs, u, sv_acc, v, accepted, round_key, width=width, steps=steps, block=block)
+    t_obs, right = np.asarray(observed.statistics, np.float64), observed.right
     if r == 0:
       floor = opts.resolution * t_obs[:, 0]
+    below = active & (t_obs[:, 0] <= floor)  # only round-off is left
+    active[below], resolved[below] = False, True
+    null, passed = _screen(observed, u, sv_acc, v, accepted, round_key, active, opts, p_fn, steps)
+    draws_used += np.where(active, np.sum(np.isfinite(null), axis=1), 0)
+    new = np.zeros(nb, dtype=int)
     for i in np.flatnonzero(active):
-      if t_obs[i, 0] <= floor[i]:  # only round-off is left
-        active[i], resolved[i] = False, True
-        continue
       rounds[i] += 1
-      p, thr = p_fn(t_obs[i], null[i], level)
+      drawn = null[i][np.isfinite(null[i])].astype(np.float64)
+      p, thr = p_fn(t_obs[i], drawn, level)
       limit = min(block, max_rank - accepted[i], width - accepted[i])
       run = 0
-      while run < limit and p[run] <= level and t_obs[i, run] > floor[i]:
+      while passed[i] and run < limit and p[run] <= level and t_obs[i, run] > floor[i]:
         run += 1
       tested = max(run, 1)  # a failed test after accepted ones is repeated against next round's null
       stats[i].extend(t_obs[i, :tested])
@@ -570,7 +655,7 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
     results.append(StructureResult(
         rank=k, singular_values=np.asarray(stats[i], np.float64), null_thresholds=np.asarray(thresholds[i]),
         p_values=np.asarray(pvals[i]), u=u_i.copy(), v=v_i.copy(), s=s_acc[i, :k].copy(), level=level,
-        method=method, status=status, shape=(a, b), rounds=int(rounds[i])))
+        method=method, status=status, shape=(a, b), rounds=int(rounds[i]), null_draws=int(draws_used[i])))
   return results
 
 

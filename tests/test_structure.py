@@ -141,9 +141,13 @@ def test_same_seed_is_bit_identical_and_seeds_differ():
 def test_monte_carlo_p_values_and_options():
   rng = np.random.default_rng(15)
   w = noise("gaussian", rng, (24, 64)).astype(np.float32)
-  r = st.structure_rank(w, p_value="mc", draws=99, seed=0)
-  assert r.rank >= 0 and "Monte Carlo" in r.method
+  r = st.structure_rank(w, p_value="mc", draws=99, seed=0, screen_draws=0)
+  assert r.rank >= 0 and "Monte Carlo" in r.method and r.null_draws == 99 * r.rounds
   assert np.all((r.p_values * 100) == np.round(r.p_values * 100))  # (1 + #exceedances) / (B + 1)
+  with pytest.raises(ValueError, match="screen_draws"):
+    st.structure_rank(w, screen_draws=2)
+  with pytest.raises(ValueError, match="screen_p"):
+    st.structure_rank(w, screen_p=0.0)
   with pytest.raises(ValueError, match="draws"):
     st.structure_rank(w, p_value="mc", draws=20)
   with pytest.raises(ValueError, match="p_value"):
@@ -211,3 +215,46 @@ def test_batched_null_draws_equal_one_draw_at_a_time():
   assert st.draw_dispatches(12, 24, 768, 3072) == (1, 1)  # 9.4 MB a matrix: one flipped matrix per dispatch
   assert st.draw_dispatches(12, 24, 768, 768) == (6, 1)  # 7 fit in 16 MiB: 2 equal blocks of 6
   assert st.draw_dispatches(400, 24, 32, 128) == (400, 1)  # 1024 fit: the whole batch
+
+
+def test_screen_only_removes_rejections_and_saves_draws():
+  """The screen (first 8 draws, continue at p <= 0.25) gives, matrix by matrix, a rank at most the unscreened
+  test's with the same seed, the same accepted components where the ranks agree, and under the null stops most
+  matrices after 8 draws; with the Monte Carlo p-value at level 0.01 (99 draws) it changes no rank at all."""
+  rng = np.random.default_rng(21)
+  shape = (24, 96)
+  theta_c = bbp.bbp_threshold(24 / 96)
+  ws = [noise(kind, rng, shape) / np.sqrt(96) for kind in ("gaussian", "t3", "scaled") for _ in range(8)]
+  ws += [planted(kind, rng, shape, [ratio * theta_c])[0] for kind in ("gaussian", "t3")
+         for ratio in (1.25, 1.5, 1.75, 2.0, 2.5, 3.5)]  # around the finite-size threshold: where they could differ
+  ws = np.stack(ws).astype(np.float32)
+  for opts in ({}, dict(p_value="mc", draws=99)):
+    screened = st.structure_rank_batch(ws, seed=4, **opts)
+    full = st.structure_rank_batch(ws, seed=4, screen_draws=0, **opts)
+    ranks, full_ranks = np.array([r.rank for r in screened]), np.array([r.rank for r in full])
+    assert np.all(ranks <= full_ranks), (ranks, full_ranks)
+    if opts:
+      assert np.array_equal(ranks, full_ranks)
+    for a, b in zip(screened, full):
+      if a.rank == b.rank:
+        assert np.array_equal(a.s, b.s) and np.array_equal(a.u, b.u)
+      assert b.null_draws == b.rounds * (opts.get("draws", 24))
+    assert sum(r.rank > 0 for r in full[24:]) >= 4  # the planted half has detections for the screen to keep
+    null_draws = np.array([r.null_draws for r in screened[:24]])
+    assert np.all((null_draws == 8) | (null_draws == opts.get("draws", 24)))
+    assert np.mean(null_draws == 8) >= 0.5, null_draws  # about 1 - screen_p of null matrices stop after 8
+
+
+def test_screened_result_does_not_depend_on_the_batch():
+  """A matrix's screened result is the same alone as in a batch whose other matrices pass the screen (their
+  remaining draws are computed in the same dispatch and must not reach it)."""
+  rng = np.random.default_rng(22)
+  theta_c = bbp.bbp_threshold(24 / 96)
+  strong = [planted("gaussian", rng, (24, 96), [4.0 * theta_c])[0] for _ in range(3)]
+  ws = np.stack([noise("gaussian", rng, (24, 96)) / np.sqrt(96)] + strong).astype(np.float32)
+  together = st.structure_rank_batch(ws, seed=6)
+  alone = st.structure_rank_batch(ws[:1], seed=6)[0]
+  assert [r.rank for r in together[1:]] == [1, 1, 1]
+  assert together[0].null_draws == alone.null_draws
+  np.testing.assert_allclose(together[0].p_values, alone.p_values, rtol=1e-5)  # batched products' round-off
+  assert together[0].rank == alone.rank
