@@ -25,11 +25,12 @@ are compared with them:
   (singular values of ``X / sqrt(N)``); ``has_gap`` when it exceeds the largest top gap ``s_1 / s_2`` among the
   flips, i.e. the structured values stand apart from the rest. Without a gap (a continuum of singular values above
   the null, which the sequential test resolves one by one), the exponent ``beta`` is the least-squares slope of
-  ``-log(s_j / s_j^null)`` on ``log j``, ``j = 1..k``, with ``s_j^null`` the flips' mean ``j``-th singular value:
-  ``s_j ~ s_j^null j^(-beta)`` says how fast the excess over the null decays (a power-law continuum, the
-  meso-scale's candidate signature). Its error bar combines the regression's standard error with the spread of the
-  same fit on each flip against the mean of the others (what the null alone produces); singular values are not
-  independent, so read it as indicative. Reported when ``k >= min_points``, with ``has_gap`` beside it.
+  ``-log(s_j / s_j^null)`` on ``log j``, ``j = 1..min(k, M - k)`` (the flips of the remainder have only ``M - k``
+  non-zero singular values), with ``s_j^null`` the flips' mean ``j``-th singular value: ``s_j ~ s_j^null
+  j^(-beta)`` says how fast the excess over the null decays (a power-law continuum, the meso-scale's candidate
+  signature). Its error bar combines the regression's standard error with the spread of the same fit on each flip
+  against the mean of the others (what the null alone produces); singular values are not independent, so read it
+  as indicative. Reported when ``min(k, M - k) >= min_points``, with ``has_gap`` beside it.
   ``n_above_null`` counts the singular values of ``X`` above every flip's top value (``null_edge``).
 
 Cost: one symmetric eigendecomposition per matrix and per flip (``M x M``), jit-compiled and batched over flips.
@@ -61,8 +62,9 @@ class RemainderResult:
     n_above_null: singular values of ``X / sqrt(N)`` above ``null_edge``, the largest top value among the flips.
     gap_ratio: ``s_k / s_(k+1)`` (``k = rank``; ``None`` for rank 0); ``null_gap_max``: the largest ``s_1 / s_2``
       among the flips; ``has_gap``: ``gap_ratio > null_gap_max``.
-    decay_exponent, decay_exponent_se: ``beta`` of ``s_j / s_j^null ~ j^-beta`` over ``j <= k`` and its error
-      bar (``None`` when ``k < min_points``); ``decay_exponent_null_sd``: the null part of the error bar.
+    decay_exponent, decay_exponent_se: ``beta`` of ``s_j / s_j^null ~ j^-beta`` over ``j <= min(k, M - k)`` and
+      its error bar (``None`` when ``min(k, M - k) < min_points``); ``decay_exponent_null_sd``: the null part of
+      the error bar.
     status: ``"ok"`` or a reason some statistic is missing.
   """
   rank: int
@@ -191,8 +193,14 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
   bulk = ev[:, min(int(result.rank), m - 4):]
   ks_all = np.array([two_sample_ks(bulk[i], np.delete(bulk, i, axis=0).ravel()) for i in range(draws + 1)])
   ks, ks_null = float(ks_all[0]), ks_all[1:]
-  ratios = np.asarray(wigner.spacing_ratio(bulk)[0], np.float64)
-  r_se = float(wigner.spacing_ratio(bulk[0])[1])
+  notes = []
+  lo, hi = wigner.central_window(bulk.shape[-1], 0.5)
+  if hi - lo >= 3:
+    ratios = np.asarray(wigner.spacing_ratio(bulk)[0], np.float64)
+    r_se = float(wigner.spacing_ratio(bulk[0])[1])
+  else:  # too few remainder levels for a ratio of spacings: NaN, and the status says why
+    ratios, r_se = np.full(draws + 1, np.nan), float("nan")
+    notes.append(f"spacing ratio needs >= 3 central levels, the remainder has {bulk.shape[-1]} levels")
   ipr = np.asarray(wigner.inverse_participation_ratio(vec[..., ::-1][..., :top], axis=-2), np.float64).mean(axis=-1)
 
   s_x = np.sqrt(ev_x)  # descending singular values of X / sqrt(N)
@@ -203,16 +211,22 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
   k = int(result.rank)
   gap_ratio = float(s_x[k - 1] / s_x[k]) if 0 < k < m and s_x[k] > 0 else None
   has_gap = gap_ratio is not None and gap_ratio > gap_max
-  status = "ok"
   beta = beta_se = null_sd = None
-  if k >= min_points:
+  # The projected flips have only M - k non-zero singular values: the j-th structured value is compared with the
+  # null's j-th for j <= min(k, M - k) (a small matrix with many components has fewer reference values).
+  j_max = min(k, m - k)
+  if k < min_points:
+    notes.append(f"decay exponent needs >= {min_points} structured components, found {k}")
+  elif j_max < min_points:
+    notes.append(f"decay exponent needs >= {min_points} structured components with a non-zero null value each: "
+                 f"{k} components leave M - k = {m - k}")
+  else:
     mean_null = s_null.mean(axis=0)
-    beta, se_ols = _decay_fit(s_x, mean_null, k)
-    loo = [(_decay_fit(s_null[d], np.delete(s_null, d, axis=0).mean(axis=0), k)[0]) for d in range(draws)]
+    beta, se_ols = _decay_fit(s_x, mean_null, j_max)
+    loo = [(_decay_fit(s_null[d], np.delete(s_null, d, axis=0).mean(axis=0), j_max)[0]) for d in range(draws)]
     null_sd = float(np.std(loo, ddof=1))
     beta_se = float(np.hypot(se_ols, null_sd))
-  else:
-    status = f"ok (decay exponent needs >= {min_points} structured components, found {k})"
+  status = f"ok ({'; '.join(notes)})" if notes else "ok"
   return RemainderResult(
       rank=int(result.rank), ks=ks, ks_p_value=float((1 + np.sum(ks_null >= ks)) / (draws + 1)), ks_null=ks_null,
       spacing_ratio=float(ratios[0]), spacing_ratio_se=r_se, spacing_ratio_null=float(ratios[1:].mean()),

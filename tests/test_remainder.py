@@ -69,3 +69,21 @@ def test_remainder_bad_input():
     rem.remainder_statistics(w, res, draws=2)
   with pytest.raises(ValueError, match="init"):
     rem.remainder_statistics(w, res, init=np.zeros((3, 3)))
+
+
+def test_small_matrix_with_many_components_gets_no_decay_fit_and_no_warning():
+  """In a 12 x 1000 matrix with 8 planted components the flipped remainder has only M - k = 4 non-zero singular
+  values: neither the decay exponent (5 reference values needed) nor a spacing ratio (3 central levels) can be
+  formed. The status says so, instead of dividing by the null's zeros (log(0) and 0/0 warnings and a NaN exponent)
+  or raising from the spacing ratio."""
+  import warnings
+
+  w = np.asarray(bbp.plant_spikes(5, (12, 1000), [60.0, 50.0, 42.0, 35.0, 29.0, 24.0, 20.0, 17.0])[0])
+  res = st.structure_rank(w, seed=0)
+  assert res.rank == 8
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    out = rem.remainder_statistics(w, res, seed=1, draws=9)
+  assert out.decay_exponent is None and "M - k = 4" in out.status
+  assert np.isnan(out.spacing_ratio) and "spacing ratio" in out.status
+  assert out.status.startswith("ok (") and out.rank == 8
