@@ -168,5 +168,18 @@ def make_tracking(cfg: RunConfig, graphdef, strategy: str, task: Task | None = N
 
 @jax.jit
 def spectra_of(matrices):
-  """ESD eigenvalues (``spectral.esd``) of every stacked weight matrix: name -> (members, M)."""
-  return {k: esd(v) for k, v in matrices.items()}
+  """ESD eigenvalues (``spectral.esd``) of every stacked weight matrix: name -> (members, M).
+
+  The eigenvalue kernels run one after another: each matrix enters its ``esd`` through an optimization barrier with
+  the previous matrix's eigenvalues, so XLA cannot run two of them at once. On the CPU, jaxlib's batched LAPACK eigh
+  (``lapack_ssyevd_ffi``) splits its batch over the intra-op pool and blocks until the pieces are done; two such
+  kernels in flight on a 2-thread pool each held one of the two ``tf_XLAEigen`` threads while their pieces waited
+  in the queue: a deadlock (seen twice in full-size runs on a 2-core VM, gdb stacks in the closing notes of
+  2026-12-01). The barrier changes the order of execution only, not a single bit of any eigenvalue.
+  """
+  out, previous = {}, None
+  for name, w in matrices.items():
+    if previous is not None:
+      previous, w = jax.lax.optimization_barrier((previous, w))
+    out[name] = previous = esd(w)
+  return out

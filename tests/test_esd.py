@@ -101,3 +101,23 @@ def test_pure_noise_ks_distance_within_rigidity_bound():
   assert ks * m < 6.0
   # A wrong variance is far away: the distance can fail.
   assert mp.mp_ks_distance(ev, m / n, 1.3) * m > 20
+
+
+def test_snapshot_spectra_run_their_eigenvalue_kernels_one_after_another():
+  """``models.steps.spectra_of`` chains the matrices' eigh kernels (each input passes an optimization barrier with
+  the previous eigenvalues), so no two are in flight at once (two concurrent batched LAPACK eigh kernels deadlocked
+  the 2-thread XLA CPU pool); the values are exactly the per-matrix ESDs."""
+  import jax
+  import jax.numpy as jnp
+
+  from models.steps import spectra_of
+  from spectral.esd import esd
+
+  rng = np.random.default_rng(0)
+  mats = {name: jnp.asarray(rng.standard_normal((3,) + shape), jnp.float32)
+          for name, shape in (("a", (8, 16)), ("b", (16, 8)), ("c", (12, 12)), ("d", (8, 32)))}
+  out = spectra_of(mats)
+  for name, w in mats.items():
+    np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(esd(w)))
+  text = spectra_of.lower(mats).as_text()
+  assert text.count("optimization_barrier") == len(mats) - 1
