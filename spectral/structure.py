@@ -339,8 +339,9 @@ def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int) 
   y0 = jax.random.normal(jax.random.fold_in(key, 0), (x.shape[-1], width), jnp.float32)
   y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
   ks = jnp.asarray(ks, jnp.int32)
-  sv, right = _observed_ritz(x, y0, steps=steps)
-  resid, scale = _residual_and_scale(x, u, s, v)
+  # Every program of the test is waited for before the next is dispatched (see ``_round_null``).
+  sv, right = jax.block_until_ready(_observed_ritz(x, y0, steps=steps))
+  resid, scale = jax.block_until_ready(_residual_and_scale(x, u, s, v))
   index = ks[:, None] + jnp.arange(block)[None, :]
   stats = jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1)
   return _Observed(stats, right, resid, scale, y0)
@@ -358,7 +359,11 @@ def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: i
   the blocks of matrices holding a ``True`` row (every row by default); the rows not asked for are NaN, also where
   their block was computed, so that what a matrix gets never depends on the other matrices of its batch. The
   dispatches are separate calls rather than a ``lax.map``/``scan``: XLA's CPU runtime was seen to deadlock
-  intermittently (every Eigen worker waiting for work) inside the while loop of a ``lax.map`` over these draws.
+  intermittently (every Eigen worker waiting for work) inside the while loop of a ``lax.map`` over these draws. Each
+  dispatch is waited for before the next is made: jaxlib's batched LAPACK kernels (QR, eigh) split their batch over
+  the intra-op pool and block until it is done, and two of them in flight at once on a 2-thread pool deadlocked
+  (gdb: both pool threads in ``ParallelBatchMap``'s ``BlockingCounter::Wait``; seen in the training snapshots,
+  ``models.steps.spectra_of``). One program in flight at a time excludes that here.
   """
   resid = observed.resid
   nb = resid.shape[0]
@@ -372,10 +377,10 @@ def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: i
   ks = jnp.asarray(ks, jnp.int32)
   starts = [min(start, nb - size) for start in range(0, nb, size)]  # the last block overlaps the one before it
   starts = [start for start in starts if rows[start:start + size].any()]
-  parts = [[_null_statistics(resid, u, s, v, observed.scale, observed.y0, ks, k, start, size=size, steps=steps)
-            for k in keys] for start in starts]  # all dispatched before any is waited for
-  for start, part in zip(starts, parts):
-    out[start:start + size] = np.concatenate([np.asarray(p) for p in part], axis=-1)[:, :len(draws)]
+  for start in starts:  # np.asarray waits for each dispatch before the next is made: one program in flight
+    part = [np.asarray(_null_statistics(resid, u, s, v, observed.scale, observed.y0, ks, k, start, size=size,
+                                        steps=steps)) for k in keys]
+    out[start:start + size] = np.concatenate(part, axis=-1)[:, :len(draws)]
   out[~rows] = np.nan
   return out
 
