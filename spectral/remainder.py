@@ -110,7 +110,9 @@ def _spectra(x, resid, u, v, key, draws: int):
   """Ascending Gram eigenvalues of ``x`` (M, N); Gram eigenpairs of ``resid`` and of ``draws`` projected flips.
   One dispatch per flip (see ``spectral.structure._round_statistics`` on ``lax.map``)."""
   flips = [_projected_flip(resid, u, v, jax.random.fold_in(key, d)) for d in range(draws)]
-  ev, vec = _gram_eigh(jnp.stack([resid, *flips]))
+  # One eigh program in flight at a time (two batched LAPACK kernels at once can deadlock the CPU pool: see
+  # ``spectral.structure._round_null``).
+  ev, vec = jax.block_until_ready(_gram_eigh(jnp.stack([resid, *flips])))
   return _gram_eigh(x)[0], ev, vec
 
 
