@@ -158,7 +158,9 @@ class StructureResult:
       the test). Equal to the singular values up to Krylov convergence (1e-3 relative or better for components
       separated from the bulk; a lower bound near the bulk edge).
     null_thresholds: (t,) the threshold each tested value was compared with (the ``1 - level`` point of its null).
-    p_values: (t,) p-value of each tested component.
+    p_values: (t,) p-value of each tested component. For the last one, where the screen stopped the test
+      (``null_draws`` short of ``draws`` per round), the p-value and threshold are those of the first
+      ``screen_draws`` draws.
     u: (a, rank) left singular vectors of the structured components, in the original coordinates.
     v: (b, rank) right singular vectors.
     s: (rank,) their singular values (of ``X / sqrt(N)``), refined.
