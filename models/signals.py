@@ -48,6 +48,7 @@ from models.data import Task
 from models.steps import over_members
 from models.weight_matrices import weight_matrices
 from spectral.attribution import fourier_basis
+from spectral.esd import after
 
 __all__ = ["SKETCH_STREAM", "TRAP_STREAM", "enabled", "sketch_matrix", "fourier_modes", "hidden_states",
            "fourier_power", "trap_ratios", "class_ratio", "member_signals", "make_signals", "TRAP_MIN_DIM"]
@@ -93,21 +94,19 @@ def fourier_power(dw_nxd, modes_mxnx2) -> jax.Array:
   return power / jnp.maximum(jnp.sum(dw_nxd ** 2), 1e-30)
 
 
-def trap_ratios(w, key, after=None) -> jax.Array:
+def trap_ratios(w, key, wait_for=None) -> jax.Array:
   """Top ``TRAP_TOP`` ESD eigenvalues of the centred, entry-shuffled ``w (a, b)`` over their Marchenko-Pastur edge
   ``sigma^2 (1 + sqrt(M / N))^2`` (``sigma^2`` the entries' variance), descending.
 
-  ``after``: an array the eigenvalue kernel must wait for (an optimization barrier), so that a caller can run its
-  eigh kernels one at a time (see ``models.steps.spectra_of``); the values do not depend on it."""
+  ``wait_for``: an array the eigenvalue kernel must wait for (``spectral.esd.after``), so that a caller can run its
+  eigh kernels one at a time; the values do not depend on it."""
   a, b = w.shape
   n, m = max(a, b), min(a, b)
   x = w - jnp.mean(w)
   x = jax.random.permutation(key, x.ravel()).reshape(a, b)
   x = x if a <= b else x.T
   gram = jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST) / n
-  if after is not None:
-    gram, _ = jax.lax.optimization_barrier((gram, after))
-  ev = jnp.linalg.eigvalsh(gram)[::-1][:TRAP_TOP]
+  ev = jnp.linalg.eigvalsh(after(gram, wait_for))[::-1][:TRAP_TOP]
   edge = jnp.mean(x ** 2) * (1.0 + np.sqrt(m / n)) ** 2
   return ev / jnp.maximum(edge, 1e-30)
 
@@ -149,10 +148,10 @@ def member_signals(cfg: RunConfig, graphdef, task: Task) -> Callable:
       if "unembed.kernel" in mats:
         out["fourier_unembed"] = fourier_power((mats["unembed.kernel"] - mats0["unembed.kernel"])[:, :n].T, modes)
     trap_key = jax.random.fold_in(key, TRAP_STREAM)
-    previous = None  # one eigh kernel in flight at a time (see models.steps.spectra_of)
+    previous = None  # one eigh kernel in flight at a time (spectral.esd.after)
     for j, (name, w) in enumerate(sorted(mats.items())):
       if min(w.shape) >= TRAP_MIN_DIM:
-        out[f"trap_{name}"] = previous = trap_ratios(w, jax.random.fold_in(trap_key, j), after=previous)
+        out[f"trap_{name}"] = previous = trap_ratios(w, jax.random.fold_in(trap_key, j), wait_for=previous)
     model = nnx.merge(graphdef, params)
     tokens = jnp.concatenate([task.eval_batch(jax.random.fold_in(key, 2), i, p)[0] for i in range(2)], axis=0)
     h = hidden_states(model, tokens[:, :-1])[:, -1]

@@ -24,7 +24,7 @@ from models.data import Task, make_task
 from models.members import init_params
 from models.optimizer import make_optimizer
 from models.weight_matrices import path_name
-from spectral.esd import esd
+from spectral.esd import after, esd
 
 __all__ = ["resolve_strategy", "loss_and_accuracy", "matrix_norms", "init_state", "make_member_step", "over_members",
            "make_ensemble_step", "make_evaluate", "make_tracking", "spectra_of"]
@@ -170,16 +170,11 @@ def make_tracking(cfg: RunConfig, graphdef, strategy: str, task: Task | None = N
 def spectra_of(matrices):
   """ESD eigenvalues (``spectral.esd``) of every stacked weight matrix: name -> (members, M).
 
-  The eigenvalue kernels run one after another: each matrix enters its ``esd`` through an optimization barrier with
-  the previous matrix's eigenvalues, so XLA cannot run two of them at once. On the CPU, jaxlib's batched LAPACK eigh
-  (``lapack_ssyevd_ffi``) splits its batch over the intra-op pool and blocks until the pieces are done; two such
-  kernels in flight on a 2-thread pool each held one of the two ``tf_XLAEigen`` threads while their pieces waited
-  in the queue: a deadlock (seen twice in full-size runs on a 2-core VM, gdb stacks in the closing notes of
-  2026-12-01). The barrier changes the order of execution only, not a single bit of any eigenvalue.
+  The eigenvalue kernels run one after another: each matrix enters its ``esd`` only once the previous matrix's
+  eigenvalues exist (``spectral.esd.after``), so XLA cannot run two batched LAPACK eigh kernels at once, which
+  deadlocked the 2-thread CPU pool (seen twice in full-size runs on a 2-core VM). Order only: no eigenvalue changes.
   """
   out, previous = {}, None
   for name, w in matrices.items():
-    if previous is not None:
-      previous, w = jax.lax.optimization_barrier((previous, w))
-    out[name] = previous = esd(w)
+    out[name] = previous = esd(after(w, previous))
   return out

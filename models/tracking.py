@@ -53,6 +53,7 @@ from models.config import RunConfig
 from models.data import Task
 from spectral import hessian as hs
 from spectral import jacobian as jc
+from spectral.esd import after
 
 __all__ = ["PROBE_STREAM", "RANDOM_STREAM", "enabled", "probe_batch", "jacobian_matrices", "jacobian_spectra",
            "hessian_spectra", "member_tracking", "tracking_rows", "write_tracking"]
@@ -116,26 +117,17 @@ def jacobian_spectra(model, tokens_PxL: jax.Array, position: int) -> dict[str, j
   return {name: svals[:, i] for i, name in enumerate(names)}
 
 
-def _after(x, *arrays):
-  """``x`` once every array of ``arrays`` is computed (an optimization barrier; the value of ``x`` is unchanged).
-
-  Orders the program's LAPACK kernels one after another: jaxlib's batched CPU kernels (eigh, QR, SVD) split their
-  batch over the 2-thread intra-op pool of a 2-core machine and block on it, and two in flight at once deadlocked
-  it (see ``models.steps.spectra_of``)."""
-  arrays = [a for a in arrays if a is not None]
-  return jax.lax.optimization_barrier((x, arrays))[0] if arrays else x
-
-
 def hessian_spectra(cfg: RunConfig, loss_fn: LossFn, params, tokens_BxL1, weights, key,
-                    after=None) -> dict[str, jax.Array]:
+                    wait_for=None) -> dict[str, jax.Array]:
   """Top-k Hessian eigenvalues ``(k,)``, Hutch++ trace and its standard error (scalars) of ``loss_fn`` at
-  ``params`` on one batch; computed after ``after`` (an array or ``None``), the trace after the eigenvalues."""
+  ``params`` on one batch; computed after ``wait_for`` (an array or ``None``), the trace after the eigenvalues
+  (``spectral.esd.after``: one LAPACK kernel in flight)."""
   tc = cfg.tracking
   loss = lambda prm, tokens: loss_fn(prm, tokens, weights)
   k_top, k_trace = jax.random.split(key)
-  top = hs.hessian_top_eigenvalues(loss, params, _after(tokens_BxL1, after), tc.hessian_top_k, k_top,
+  top = hs.hessian_top_eigenvalues(loss, params, after(tokens_BxL1, wait_for), tc.hessian_top_k, k_top,
                                    num_steps=tc.hessian_lanczos_steps)
-  trace = hs.hessian_trace(loss, params, _after(tokens_BxL1, top), k_trace, num_matvecs=tc.hessian_trace_matvecs)
+  trace = hs.hessian_trace(loss, params, after(tokens_BxL1, top), k_trace, num_matvecs=tc.hessian_trace_matvecs)
   return dict(hessian_top=top, hessian_trace=trace.estimate, hessian_trace_se=trace.stderr)
 
 
@@ -160,7 +152,7 @@ def member_tracking(cfg: RunConfig, graphdef, task: Task, loss_fn: LossFn) -> Ca
       out["jacobian"] = jacobian_spectra(model, tokens[:tc.jacobian_probe_batch, :-1], position)
     if tc.track_hessian:
       out |= hessian_spectra(cfg, loss_fn, params, tokens[:cfg.data.batch_size], task.weights,
-                             jax.random.fold_in(key, RANDOM_STREAM), after=out.get("jacobian", {}).get("network"))
+                             jax.random.fold_in(key, RANDOM_STREAM), wait_for=out.get("jacobian", {}).get("network"))
     return out
 
   return track

@@ -81,6 +81,20 @@ def esd_reference(w: np.ndarray) -> np.ndarray:
   return np.clip(np.linalg.eigvalsh(ws @ ws.T / n), 0.0, None)
 
 
+def after(x, *arrays):
+  """``x``, available only once every array of ``arrays`` (``None`` skipped) is computed: an optimization barrier
+  that orders a program's LAPACK kernels one after another; the value of ``x`` is unchanged.
+
+  jaxlib's batched CPU kernels (eigh, QR, SVD) split their batch over the intra-op pool and block until it is done;
+  on a 2-core machine the pool has two threads, and two such kernels in flight at once each held one while the
+  pieces they queued waited for a free thread: a deadlock (gdb: both ``tf_XLAEigen`` threads in
+  ``lapack_ssyevd_ffi -> ParallelBatchMap -> BlockingCounter::Wait``). Feeding each kernel's input through
+  ``after(input, previous_output)`` excludes that within a program.
+  """
+  arrays = [a for a in arrays if a is not None]
+  return jax.lax.optimization_barrier((x, arrays))[0] if arrays else x
+
+
 @jax.jit
 def _esd_batched(w):
   ws = _oriented(w)

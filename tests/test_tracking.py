@@ -164,15 +164,15 @@ def test_hessian_top_eigenvalues_and_trace_match_the_dense_hessian():
 
 
 def test_after_orders_without_changing_values():
-  """``tracking._after`` returns its input unchanged and puts an optimization barrier in the program (the Hessian
-  part then waits for the Jacobian SVD and the trace for the eigenvalues: one LAPACK kernel in flight at a time)."""
+  """``spectral.esd.after`` returns its input unchanged and puts an optimization barrier in the program (tracking's
+  Hessian part then waits for the Jacobian SVD and the trace for the eigenvalues: one LAPACK kernel in flight)."""
   import jax
   import jax.numpy as jnp
 
-  from models import tracking as trk
+  from spectral.esd import after
 
   x, y = jnp.arange(6).reshape(2, 3), jnp.ones(4)
-  f = jax.jit(lambda x, y: trk._after(x, y, None))
+  f = jax.jit(lambda x, y: after(x, y, None))
   np.testing.assert_array_equal(np.asarray(f(x, y)), np.asarray(x))
   assert "optimization_barrier" in f.lower(x, y).as_text()
-  assert "optimization_barrier" not in jax.jit(lambda x: trk._after(x, None)).lower(x).as_text()
+  assert "optimization_barrier" not in jax.jit(lambda x: after(x, None)).lower(x).as_text()
