@@ -198,8 +198,8 @@ def remainder_statistics(w, result: structure_lib.StructureResult, *, init=None,
   notes = []
   lo, hi = wigner.central_window(bulk.shape[-1], 0.5)
   if hi - lo >= 3:
-    ratios = np.asarray(wigner.spacing_ratio(bulk)[0], np.float64)
-    r_se = float(wigner.spacing_ratio(bulk[0])[1])
+    means, ses = wigner.spacing_ratio(bulk, xp=np)
+    ratios, r_se = np.asarray(means, np.float64), float(ses[0])
   else:  # too few remainder levels for a ratio of spacings: NaN, and the status says why
     ratios, r_se = np.full(draws + 1, np.nan), float("nan")
     notes.append(f"spacing ratio needs >= 3 central levels, the remainder has {bulk.shape[-1]} levels")

@@ -57,6 +57,22 @@ def test_wishart_bulk_has_goe_spacing_and_batching():
   assert np.all(np.abs(np.asarray(mean) - wigner.GOE_MEAN_SPACING_RATIO) < 4 * np.asarray(se))
 
 
+def test_spacing_ratio_on_the_host_matches_the_device_and_keeps_float64():
+  rng = np.random.default_rng(5)
+  ev = np.sort(rng.normal(size=(4, 7, 40)) ** 2, axis=-1)
+  ev[1, 2, 15:25] = 1.0  # a degenerate run: NaN ratios, ignored
+  ev[2, 3, :] = 1.0  # every central ratio NaN: the mean is NaN, with no warning
+  host = wigner.spacing_ratio(ev, xp=np)
+  device = wigner.spacing_ratio(ev)
+  assert host[0].dtype == np.float64 and host[0].shape == (4, 7)
+  for h, d in zip(host, device):
+    np.testing.assert_allclose(h, np.asarray(d), rtol=1e-5, equal_nan=True)
+  assert np.isnan(host[0][2, 3]) and np.isfinite(host[0][1, 2])
+  np.testing.assert_array_equal(np.isnan(wigner.spacing_ratios(ev, xp=np)), np.isnan(wigner.spacing_ratios(ev)))
+  with pytest.raises(ValueError, match="eigenvalues"):
+    wigner.spacing_ratio(ev[..., :4], xp=np)
+
+
 def test_ipr_delocalised_and_localised():
   n = 300
   _, vecs = np.linalg.eigh(np.asarray(wigner.goe(4, n), np.float64))
