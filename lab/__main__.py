@@ -259,7 +259,7 @@ def member_structure_inputs(cfg, member_params, index: int):
 
   members = train.members_of(cfg)
   keys = jnp.stack([train.member_key(cfg, m.seed_index) for m in members])
-  w0 = jax.jit(jax.vmap(lambda k, s: train.init_params(cfg, k, s)))(keys, train.member_hparams(members)["init_scale"])
+  w0 = train.init_members(cfg, keys, train.member_hparams(members)["init_scale"])
   w0 = jax.tree_util.tree_map(lambda x: x[index], w0)
   tokens = make_task(cfg.data).eval_batch(jax.random.fold_in(keys[index], 2), 0, members[index].noise_p)[0]
   model = nnx.merge(train.graphdef_of(cfg), member_params)

@@ -11,6 +11,8 @@ members never changes existing ones: member ``i`` equals a solo run with the sam
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -18,7 +20,8 @@ from flax import nnx
 from models.config import Member, RunConfig
 from models.transformer import Transformer
 
-__all__ = ["Member", "members_of", "member_key", "member_hparams", "build_model", "init_params", "graphdef_of"]
+__all__ = ["Member", "members_of", "member_key", "member_hparams", "build_model", "init_params", "init_members",
+           "graphdef_of"]
 
 
 def members_of(cfg: RunConfig) -> list[Member]:
@@ -56,3 +59,14 @@ def init_params(cfg: RunConfig, key: jax.Array, init_scale=None) -> nnx.State:
 def graphdef_of(cfg: RunConfig):
   model = nnx.eval_shape(lambda: build_model(cfg, jax.random.PRNGKey(0)))
   return nnx.split(model, nnx.Param)[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_members(cfg: RunConfig, keys: jax.Array, init_scales: jax.Array) -> nnx.State:
+  """Initial parameters of a stack of members: ``init_params`` vmapped over ``keys`` (E,) and ``init_scales`` (E,).
+
+  Compiled once per configuration (``cfg`` is static: frozen and hashable), so a process that regenerates the
+  initial weights of the same run again and again (``dW`` at every checkpoint) traces and compiles it once.
+  """
+  return jax.vmap(lambda k, s: init_params(cfg, k, s))(keys, init_scales)
+

@@ -21,7 +21,7 @@ from flax import nnx
 from models import sharding, tracking
 from models.config import RunConfig
 from models.data import Task, make_task
-from models.members import init_params
+from models.members import init_members
 from models.optimizer import make_optimizer
 from models.weight_matrices import path_name
 from spectral.esd import after, esd
@@ -60,7 +60,7 @@ def matrix_norms(tree) -> dict[str, jax.Array]:
 
 def init_state(cfg: RunConfig, keys: jax.Array, hparams: dict) -> dict:
   """The stacked training state: params, optimiser state, frozen flags and the step each member froze (-1)."""
-  params = jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, hparams["init_scale"])
+  params = init_members(cfg, keys, hparams["init_scale"])
   n = keys.shape[0]
   return dict(params=params, opt=jax.jit(jax.vmap(make_optimizer(cfg).init))(params),
               frozen=jnp.zeros(n, bool), frozen_at=jnp.full(n, -1, jnp.int32))

@@ -31,7 +31,7 @@ from models import run_folder, sharding, signals as signals_lib, tracking
 from models.checkpoint import Checkpointer
 from models.config import RunConfig, config_from_dict
 from models.data import make_task
-from models.members import Member, graphdef_of, init_params, member_hparams, member_key, members_of
+from models.members import Member, graphdef_of, init_members, init_params, member_hparams, member_key, members_of
 from models.optimizer import make_optimizer
 from models.run_writer import Writer, log_rows, run_info, snapshot_rows
 from models.steps import (init_state, make_ensemble_step, make_evaluate, make_member_step, make_tracking,
@@ -40,8 +40,8 @@ from models.weight_matrices import weight_matrices
 
 # The loop's own names, and a few building blocks re-exported for callers that knew them here.
 __all__ = ["train_run", "load_trained_params", "TrainingInterrupted", "Member", "members_of", "member_key",
-           "member_hparams", "init_params", "graphdef_of", "make_optimizer", "init_state", "make_member_step",
-           "make_ensemble_step", "make_tracking"]
+           "member_hparams", "init_params", "init_members", "graphdef_of", "make_optimizer", "init_state",
+           "make_member_step", "make_ensemble_step", "make_tracking"]
 
 
 class TrainingInterrupted(RuntimeError):
@@ -132,7 +132,7 @@ def _train_run(cfg: RunConfig, runs_dir: str | pathlib.Path, *, progress: bool, 
   track = make_tracking(cfg, graphdef, strategy, task, mesh)
   signal_fn = signals_lib.make_signals(cfg, graphdef, strategy, task, mesh)
   if signal_fn is not None:  # the initial parameters, regenerated from the member keys, and the fixed sketch
-    init = sharding.place_members(jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, hparams["init_scale"]),
+    init = sharding.place_members(init_members(cfg, keys, hparams["init_scale"]),
                                   mesh)
     sketch = signals_lib.sketch_matrix(cfg, signals_lib.flat(jax.tree_util.tree_map(lambda x: x[0], init)).shape[0])
 

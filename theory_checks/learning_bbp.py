@@ -226,13 +226,13 @@ def measure_run(run, seed: int = 0) -> list[dict]:
 
   from models.subspaces import matrix_subspaces
   from models.token_map import centre_rows_and_columns, token_to_logit_map
-  from models.train import graphdef_of, init_params, load_trained_params, member_hparams, member_key, members_of
+  from models.train import graphdef_of, init_members, load_trained_params, member_hparams, member_key, members_of
   from models.weight_matrices import weight_matrices
 
   _, cfg, params = load_trained_params(run.path)
   members = members_of(cfg)
   keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
-  init = jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, member_hparams(members)["init_scale"])
+  init = init_members(cfg, keys, member_hparams(members)["init_scale"])
   graphdef = graphdef_of(cfg)
   v, length = cfg.data.vocab_size, cfg.data.seq_len
   every_token = jnp.tile(jnp.arange(v, dtype=jnp.int32)[:, None], (1, length))

@@ -243,7 +243,7 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
 
   from models.data import make_task
   from models.subspaces import matrix_subspaces
-  from models.train import graphdef_of, init_params, load_trained_params, member_hparams, member_key, members_of
+  from models.train import graphdef_of, init_members, load_trained_params, member_hparams, member_key, members_of
   from models.weight_matrices import weight_matrices
   from spectral.remainder import remainder_statistics
 
@@ -254,7 +254,7 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
     raise ValueError(f"regimes: expected some of {sorted({m.regime for m in members})}, got {regimes!r}")
   idx = np.asarray([m.index for m in chosen])
   keys = jnp.stack([member_key(cfg, m.seed_index) for m in chosen])
-  init = jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, member_hparams(chosen)["init_scale"])
+  init = init_members(cfg, keys, member_hparams(chosen)["init_scale"])
   params = jax.tree_util.tree_map(lambda a: a[idx], params)
   mats, mats0 = weight_matrices(params, 1), weight_matrices(init, 1)
   names = sorted(mats)

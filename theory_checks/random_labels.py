@@ -218,13 +218,13 @@ def measure_run(run, seed: int = 0) -> list[dict]:
 
   from models.data import modular_split
   from models.steps import loss_and_accuracy
-  from models.train import graphdef_of, init_params, load_trained_params, member_hparams, member_key, members_of
+  from models.train import graphdef_of, init_members, load_trained_params, member_hparams, member_key, members_of
   from models.weight_matrices import weight_matrices
 
   _, cfg, params = load_trained_params(run.path)
   members = members_of(cfg)
   keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
-  init = jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, member_hparams(members)["init_scale"])
+  init = init_members(cfg, keys, member_hparams(members)["init_scale"])
   graphdef = graphdef_of(cfg)
   scored = np.asarray([0.0, 0.0, 0.0, 1.0], np.float32)  # only the answer c is scored
   evaluate = jax.jit(jax.vmap(lambda prm, tok: loss_and_accuracy(graphdef, prm, tok, scored), in_axes=(0, None)))

@@ -146,7 +146,7 @@ def spike_directions(run_dir, seed: int = 0) -> dict:
 
   from models import tracking
   from models.data import make_task
-  from models.train import graphdef_of, init_params, load_trained_params, member_hparams, member_key, members_of
+  from models.train import graphdef_of, init_members, load_trained_params, member_hparams, member_key, members_of
   from models.weight_matrices import weight_matrices
   from spectral.structure import structure_rank_batch
 
@@ -154,7 +154,7 @@ def spike_directions(run_dir, seed: int = 0) -> dict:
   members = members_of(cfg)
   keys = jnp.stack([member_key(cfg, m.seed_index) for m in members])
   hp = member_hparams(members)
-  init = jax.jit(jax.vmap(lambda k, s: init_params(cfg, k, s)))(keys, hp["init_scale"])
+  init = init_members(cfg, keys, hp["init_scale"])
   mats, mats0 = weight_matrices(params, 1), weight_matrices(init, 1)
   per_member = [[] for _ in members]
   for j, name in enumerate(sorted(mats)):
