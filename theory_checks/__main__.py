@@ -1,8 +1,8 @@
 """Command line of the theory checks.
 
   python -m theory_checks list
-  python -m theory_checks run NAME [NAME ...] [--quick] [--json PATH] [--runs DIR] [--seed S] [--seeds S ...]
-  python -m theory_checks all [--quick] [--runs DIR] [--seed S]
+  python -m theory_checks run NAME [NAME ...] [--quick] [--json PATH] [--runs DIR] [--seed S] [--seeds S ...] [--jobs N]
+  python -m theory_checks all [--quick] [--runs DIR] [--seed S] [--jobs N]
   python -m theory_checks calibrate [NAME ...] [--quick] [--json PATH] [--seed S]
 
 ``python -m theory_checks NAME ...`` is short for ``run NAME ...``; ``--debug`` (anywhere) shows tracebacks.
@@ -13,7 +13,10 @@ measured, ``<runs>/<RUN>/checks/<NAME>.json`` (the main job's ``mp_at_init`` ver
 ``<runs>/checks/<NAME>.json`` for a check that reads no run folder; ``--json PATH`` writes it there instead. It
 prints a summary.
 Checks that need trained models reuse the run folders under ``--runs`` (``models.train.train_run`` returns a finished
-run without retraining). The exit status is 0 when no check FAILs (INCONCLUSIVE is not a failure), 1 otherwise.
+run without retraining). Several checks run ``--jobs`` at a time (default 2 on a machine with 2 or more cores; 1 runs
+them in this process, in order), each in its own process, its running output in ``<runs>/logs/``
+(``theory_checks.runner``); a check's numbers are the same either way. The exit status is 0 when no check FAILs
+(INCONCLUSIVE is not a failure), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,28 +25,12 @@ import argparse
 import json
 import pathlib
 import sys
-import time
 
-from models.check_result import result_folder, result_path
 from spectral import cli
 from theory_checks import common
 from theory_checks.registry import CHECKS, get_check
+from theory_checks.runner import default_jobs, run_checks
 from theory_checks.verdict import FAIL
-
-
-def run_one(name: str, quick: bool, runs_dir: pathlib.Path, json_path: str | None, seed: int, seeds=None) -> str:
-  check = get_check(name)
-  t0 = time.perf_counter()
-  extra = {} if seeds is None else dict(seeds=seeds)
-  verdict = check.run(quick=quick, runs_dir=runs_dir, seed=seed, **extra)
-  path = pathlib.Path(json_path) if json_path else result_path(result_folder(verdict.run, runs_dir), name)
-  verdict.write_json(path)
-  print(verdict.summary())
-  if isinstance(verdict.series.get("table"), str):  # checks that report a table (early_warning)
-    print(verdict.series["table"])
-  print(f"  result:     {path}  ({time.perf_counter() - t0:.1f} s)")
-  print()
-  return verdict.status
 
 
 def format_calibration(c: dict) -> str:
@@ -62,6 +49,8 @@ def add_common_options(p: argparse.ArgumentParser, json_help: str) -> None:
                       "(default: runs)")
   p.add_argument("--seed", type=int, default=0, help="root seed of the check's random draws (default 0)")
   p.add_argument("--json", metavar="PATH", help=json_help)
+  p.add_argument("--jobs", type=int, metavar="N", help="checks run at once, each in its own process (default: 2 on a "
+                 "machine with 2 or more cores; 1: in this process, in order)")
 
 
 def add_run_parser(sub) -> None:
@@ -135,7 +124,11 @@ def _main(argv: list[str]) -> int:
   if args.json and len(names) > 1:
     raise ValueError(f"--json: expected one check, got {len(names)} ({', '.join(names)}); drop --json (each check "
                      "writes its own result file) or run one check")
-  statuses = {name: run_one(name, args.quick, runs_dir, args.json, args.seed, seeds) for name in names}
+  jobs = default_jobs(len(names)) if args.jobs is None else args.jobs
+  if jobs < 1:
+    raise ValueError(f"--jobs: expected a positive number of checks to run at once, got {jobs}")
+  statuses = run_checks(names, quick=args.quick, runs_dir=runs_dir, json_path=args.json, seed=args.seed, seeds=seeds,
+                        jobs=jobs)
   if len(names) > 1:
     print("summary: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
   return 1 if FAIL in statuses.values() else 0
