@@ -124,3 +124,29 @@ def test_cli_all_quick(tmp_path):
     statuses[name] = result["status"]
   assert code == int("FAIL" in statuses.values()), statuses
   assert all(statuses[name] == "PASS" for name in THEOREM_CHECKS), statuses
+
+
+def test_noise_structure_measurement_is_stored_per_matrix_and_resumes(tiny_run, monkeypatch):
+  regimes = [tiny_run.members[0]["regime"]]
+  calls = []
+  real = noise_structure.structure_rank_batch
+  monkeypatch.setattr(noise_structure, "structure_rank_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+  fresh = noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False)
+  n = len(fresh[0]["matrices"])
+  assert len(calls) == n
+  folder = noise_structure.measurement_folder(tiny_run, step=fresh[0]["step"], regimes=regimes, remainder=False,
+                                              seed=0)
+  stored = sorted(folder.glob("*.json"))
+  assert len(stored) == n
+  stored[0].unlink()  # a measurement killed before its last matrix: only that matrix is measured again
+  record = json.loads(stored[1].read_text())
+  stored[1].write_text(json.dumps(dict(record, version=-1)))  # another version's rows are not trusted
+  again = noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False)
+  assert len(calls) == n + 2
+  assert json.dumps(again) == json.dumps(fresh)  # the same rows, keys in the same order (NaN included)
+  noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False)
+  assert len(calls) == n + 2  # everything stored now
+  other_seed = noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False, seed=1, store=False)
+  assert len(calls) == 2 * n + 2 and not noise_structure.measurement_folder(
+      tiny_run, step=fresh[0]["step"], regimes=regimes, remainder=False, seed=1).exists()
+  assert [r["member"] for r in other_seed] == [r["member"] for r in fresh]

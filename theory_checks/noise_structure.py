@@ -73,6 +73,7 @@ the lab has one learning rate per member); each width's (A), (B), (C) reported, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 
@@ -233,15 +234,35 @@ def _member_tokens(cfg, task, member, batches: int = 2) -> np.ndarray:
   return np.asarray(jax.device_get(jnp.concatenate(toks)))
 
 
-def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool = True, seed: int = 0) -> list[dict]:
+MEASUREMENT_VERSION = 1  # of the stored per-matrix rows (``measure_run``): bump when a row's meaning changes
+
+
+def measurement_folder(run, *, step: int, regimes, remainder: bool, seed: int) -> pathlib.Path:
+  """Where ``measure_run`` stores its per-matrix rows for these arguments: ``<run>/checks/noise_structure_measure/
+  v<MEASUREMENT_VERSION>_step<step>_<regimes or all>_<rem|norem>_seed<seed>/<matrix name>.json``."""
+  from models.check_result import checks_dir
+  sel = "all" if regimes is None else "+".join(sorted(regimes))
+  return (checks_dir(run.path) / f"{NAME}_measure" /
+          f"v{MEASUREMENT_VERSION}_step{int(step)}_{sel}_{'rem' if remainder else 'norem'}_seed{int(seed)}")
+
+
+def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool = True, seed: int = 0,
+                store: bool = True) -> list[dict]:
   """Per member (of ``regimes``, default all) at checkpoint ``step`` (default the last): the structure rank of ``dW``
   of every weight matrix, its attribution and (``remainder``) the remainder's statistics. Rows: ``member``,
-  ``seed_index``, ``noise_p``, ``regime``, ``step``, ``matrices`` (name -> ``matrix_row``)."""
+  ``seed_index``, ``noise_p``, ``regime``, ``step``, ``matrices`` (name -> ``matrix_row``).
+
+  ``store``: each matrix's rows (all chosen members) are written to ``measurement_folder`` as soon as they are
+  measured and read from there on the next call, so a killed full-size measurement (hours on a 2-core CPU) resumes
+  at the next matrix. Each matrix's draws depend only on ``seed`` and its index, so stored and fresh rows are the
+  same numbers. Run folders are written once (``models.train``), so the rows of a finished run do not go stale.
+  """
   import jax
   import jax.numpy as jnp
   from flax import nnx
 
   from models.data import make_task
+  from models.run_folder import atomic_write_bytes, read_json
   from models.subspaces import matrix_subspaces
   from models.train import graphdef_of, init_members, load_trained_params, member_hparams, member_key, members_of
   from models.weight_matrices import weight_matrices
@@ -258,26 +279,36 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
   params = jax.tree_util.tree_map(lambda a: a[idx], params)
   mats, mats0 = weight_matrices(params, 1), weight_matrices(init, 1)
   names = sorted(mats)
-  results = {}
-  for j, name in enumerate(names):
-    results[name] = structure_rank_batch(np.asarray(mats[name]), inits=np.asarray(mats0[name]), level=LEVEL,
-                                         seed=seed + j)
+  folder = measurement_folder(run, step=step, regimes=regimes, remainder=remainder, seed=seed) if store else None
   graphdef, task = graphdef_of(cfg), make_task(cfg.data)
-  rows = []
-  for i, m in enumerate(chosen):
-    model = nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[i], params))
-    subs = matrix_subspaces(model, _member_tokens(cfg, task, m), include_circuits=False)
-    per = {}
-    for j, name in enumerate(names):
-      res = results[name][i]
+  subs = None
+  per_name = {}
+  for j, name in enumerate(names):
+    path = folder / f"{name}.json" if folder is not None else None
+    if path is not None and path.exists():
+      stored = read_json(path)
+      if stored.get("version") == MEASUREMENT_VERSION and stored.get("members") == [int(m.index) for m in chosen]:
+        per_name[name] = stored["rows"]
+        continue
+    if subs is None:  # each member's named subspaces, once, and only when a matrix is measured
+      subs = [matrix_subspaces(nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a[i], params)),
+                               _member_tokens(cfg, task, m), include_circuits=False) for i, m in enumerate(chosen)]
+    results = structure_rank_batch(np.asarray(mats[name]), inits=np.asarray(mats0[name]), level=LEVEL, seed=seed + j)
+    mrows = []
+    for i in range(len(chosen)):
+      res = results[i]
       rem = None
       if remainder and not res.status.startswith("error"):
         rem = remainder_statistics(np.asarray(mats[name][i]), res, init=np.asarray(mats0[name][i]),
                                    draws=REMAINDER_DRAWS, seed=seed + 1000 + j, top=min(10, min(res.shape)))
-      per[name] = matrix_row(kind_of(name), res, *subs[name], rem)
-    rows.append(dict(member=m.index, seed_index=m.seed_index, noise_p=m.noise_p, regime=m.regime, step=int(step),
-                     matrices=per))
-  return rows
+      mrows.append(matrix_row(kind_of(name), res, *subs[i][name], rem))
+    per_name[name] = mrows
+    if path is not None:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      record = dict(version=MEASUREMENT_VERSION, members=[int(m.index) for m in chosen], rows=mrows)
+      atomic_write_bytes(path, json.dumps(record, indent=1).encode())  # keys in row order: stored rows == fresh rows
+  return [dict(member=m.index, seed_index=m.seed_index, noise_p=m.noise_p, regime=m.regime, step=int(step),
+               matrices={name: per_name[name][i] for name in names}) for i, m in enumerate(chosen)]
 
 
 def kind_counts(row: dict) -> dict:
