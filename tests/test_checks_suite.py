@@ -10,6 +10,7 @@ from models.train import train_run
 from theory_checks import (hessian_outliers, jacobian_spectra, noise_structure, rank_collapse,
                            wigner_goe)
 from theory_checks import __main__ as cli
+from theory_checks import runner
 from theory_checks.__main__ import main
 from theory_checks.registry import CHECKS, Check
 from theory_checks.verdict import Verdict
@@ -100,7 +101,8 @@ def test_cli_exit_status_is_one_exactly_when_a_check_fails(monkeypatch, tmp_path
   fake = {f"fake{i}": _fake_check(f"fake{i}", s) for i, s in enumerate(statuses)}
   monkeypatch.setattr(cli, "CHECKS", fake)
   monkeypatch.setattr(cli, "get_check", fake.__getitem__)
-  assert main(["all", "--runs", str(tmp_path)]) == code
+  monkeypatch.setattr(runner, "get_check", fake.__getitem__)
+  assert main(["all", "--runs", str(tmp_path), "--jobs", "1"]) == code  # fakes live in this process only
   for name, check in fake.items():
     assert main([name, "--runs", str(tmp_path)]) == int(check.run(True, tmp_path, 0).status == "FAIL")
   capsys.readouterr()
