@@ -146,6 +146,8 @@ def test_noise_structure_measurement_is_stored_per_matrix_and_resumes(tiny_run, 
   again = noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False)
   assert len(calls) == n + 2
   assert json.dumps(again) == json.dumps(fresh)  # the same rows, keys in the same order (NaN included)
+  for name, mrow in fresh[0]["matrices"].items():
+    assert mrow["rank_cap"] == min(min(tiny_run.info["matrices"][name]["shape"]) - 1, 64)
   noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False)
   assert len(calls) == n + 2  # everything stored now
   other_seed = noise_structure.measure_run(tiny_run, regimes=regimes, remainder=False, seed=1, store=False)

@@ -176,6 +176,18 @@ def test_excess_is_over_the_matched_seed():
   assert s["p=0.5"]["attn_ov_excess_mean"] == 5
 
 
+def test_ranks_at_the_cap_are_counted():
+  rows, acc = _rows()
+  for r in rows:
+    for m in r["matrices"].values():
+      m["rank_cap"] = 1  # every matrix with a structured direction is at a cap of 1
+  s = ns.summarise(rows, _Run(rows, acc))
+  assert s["p=1"]["rank_capped"] == 3 * 2  # mlp_out and pos_embed carry one direction in each of 3 seeds
+  assert s["p=0"]["rank_capped"] == 3 * 3  # and the unembedding at p = 0
+  rows, acc = _rows()
+  assert ns.summarise(rows, _Run(rows, acc))["p=1"]["rank_capped"] == 0  # rows without a cap: nothing counted
+
+
 def test_spike_dynamics_detects_a_transient():
   def at(step, meso):
     return [_row(0, 0, 1.0, {}), _row(1, 1, 1.0, {}), _row(2, 0, 0.5, {"mlp_in": (0, 0, 0, meso[0], False)}),

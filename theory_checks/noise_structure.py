@@ -250,7 +250,8 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
                 store: bool = True) -> list[dict]:
   """Per member (of ``regimes``, default all) at checkpoint ``step`` (default the last): the structure rank of ``dW``
   of every weight matrix, its attribution and (``remainder``) the remainder's statistics. Rows: ``member``,
-  ``seed_index``, ``noise_p``, ``regime``, ``step``, ``matrices`` (name -> ``matrix_row``).
+  ``seed_index``, ``noise_p``, ``regime``, ``step``, ``matrices`` (name -> ``matrix_row`` plus ``rank_cap``, the
+  most components the test accepts, ``min(M - 1, 64)``: a rank equal to it is a lower bound).
 
   ``store``: each matrix's rows (all chosen members) are written to ``measurement_folder`` as soon as they are
   measured and read from there on the next call, so a killed full-size measurement (hours on a 2-core CPU) resumes
@@ -307,8 +308,10 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
       path.parent.mkdir(parents=True, exist_ok=True)
       record = dict(version=MEASUREMENT_VERSION, members=[int(m.index) for m in chosen], rows=mrows)
       atomic_write_bytes(path, json.dumps(record, indent=1).encode())  # keys in row order: stored rows == fresh rows
+  caps = {name: min(min(mats[name].shape[1:]) - 1, 64) for name in names}  # structure_rank_batch's default max_rank
   return [dict(member=m.index, seed_index=m.seed_index, noise_p=m.noise_p, regime=m.regime, step=int(step),
-               matrices={name: per_name[name][i] for name in names}) for i, m in enumerate(chosen)]
+               matrices={name: dict(per_name[name][i], rank_cap=caps[name]) for name in names})
+          for i, m in enumerate(chosen)]
 
 
 def kind_counts(row: dict) -> dict:
@@ -372,6 +375,9 @@ def summarise(rows: list[dict], run) -> dict:
     s["decay_exponent_mean"], s["decay_exponent_se"] = common.mean_se(np.asarray(decay)) if decay else (np.nan,) * 2
     s["decay_exponent_count"] = len(decay)
     s["matrices"] = len(rr[0]["matrices"])
+    # A rank at the test's cap (``rank_cap``: at most min(M - 1, 64) components are accepted) is a lower bound.
+    s["rank_capped"] = int(sum(m["rank"] >= m["rank_cap"] for r in rr for m in r["matrices"].values()
+                               if m.get("rank_cap") is not None))
     out[reg] = s
   return out
 
@@ -496,7 +502,7 @@ def check_runs(main, *, texts=(), widths=(), dynamics: bool = True, seed: int = 
   measured = dict(facts)
   measured.update({f"{r}_{k}": all_summary[r][k] for r in all_regs for k in
                    ("total_learned_mean", "total_excess_mean", "total_dc_mean", "total_positional_mean",
-                    "test_accuracy", "entropy_norm")})
+                    "test_accuracy", "entropy_norm", "rank_capped")})
   measured["r_star_unembed"] = flat_rank_limit(shape_unembed)
   measured["structure_rank_method"] = StructureOptions().method() + f", level {LEVEL}"
   if dyn is not None:
