@@ -542,6 +542,12 @@ def _error_result(shape, level, method, status) -> StructureResult:
                          status=status, shape=(a, b), rounds=0)
 
 
+def default_max_rank(shape) -> int:
+  """The most components ``structure_rank_batch`` accepts by default in an ``a x b`` matrix: ``min(M - 1, 64)``,
+  ``M = min(a, b)``; a rank equal to it is a lower bound."""
+  return min(min(shape) - 1, 64)
+
+
 def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, max_rank: int | None = None,
                          **method_options) -> list[StructureResult]:
   """Structure rank of each matrix of a batch ``ws`` (B, a, b) against its own sign-flip null (module docstring).
@@ -551,7 +557,7 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
     inits: optional (B, a, b) initial values; then ``dW = ws - inits`` is analysed.
     level: false-alarm level of each test; the family-wise rate under independent entries.
     seed: integer seed of the Krylov start and the sign flips.
-    max_rank: the most components to accept (default ``min(M - 1, 64)``).
+    max_rank: the most components to accept (default ``default_max_rank``: ``min(M - 1, 64)``).
     **method_options: fields of ``StructureOptions`` (``draws``, ``block``, ``steps``, ``p_value``,
       ``refine_steps``, ``oversample``).
 
@@ -574,7 +580,7 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   transpose = a > b
   m, n = min(a, b), max(a, b)
   if max_rank is None:
-    max_rank = min(m - 1, 64)
+    max_rank = default_max_rank((a, b))
   if not isinstance(max_rank, (int, np.integer)) or not 0 <= max_rank <= m - 1:
     raise ValueError(f"max_rank: expected an integer in [0, M - 1 = {m - 1}], got {max_rank!r}")
   if opts.p_value == "mc" and math.floor(level * (opts.draws + 1) + 1e-9) < 1:

@@ -80,7 +80,7 @@ import pathlib
 import numpy as np
 
 from spectral import attribution
-from spectral.structure import StructureOptions, structure_rank_batch
+from spectral.structure import StructureOptions, default_max_rank, structure_rank_batch
 from theory_checks import common
 from theory_checks.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
@@ -281,6 +281,7 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
   mats, mats0 = weight_matrices(params, 1), weight_matrices(init, 1)
   names = sorted(mats)
   folder = measurement_folder(run, step=step, regimes=regimes, remainder=remainder, seed=seed) if store else None
+  member_ids = [int(m.index) for m in chosen]
   graphdef, task = graphdef_of(cfg), make_task(cfg.data)
   subs = None
   per_name = {}
@@ -288,7 +289,7 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
     path = folder / f"{name}.json" if folder is not None else None
     if path is not None and path.exists():
       stored = read_json(path)
-      if stored.get("version") == MEASUREMENT_VERSION and stored.get("members") == [int(m.index) for m in chosen]:
+      if stored.get("version") == MEASUREMENT_VERSION and stored.get("members") == member_ids:
         per_name[name] = stored["rows"]
         continue
     if subs is None:  # each member's named subspaces, once, and only when a matrix is measured
@@ -306,9 +307,9 @@ def measure_run(run, *, step: int | None = None, regimes=None, remainder: bool =
     per_name[name] = mrows
     if path is not None:
       path.parent.mkdir(parents=True, exist_ok=True)
-      record = dict(version=MEASUREMENT_VERSION, members=[int(m.index) for m in chosen], rows=mrows)
+      record = dict(version=MEASUREMENT_VERSION, members=member_ids, rows=mrows)
       atomic_write_bytes(path, json.dumps(record, indent=1).encode())  # keys in row order: stored rows == fresh rows
-  caps = {name: min(min(mats[name].shape[1:]) - 1, 64) for name in names}  # structure_rank_batch's default max_rank
+  caps = {name: default_max_rank(mats[name].shape[1:]) for name in names}
   return [dict(member=m.index, seed_index=m.seed_index, noise_p=m.noise_p, regime=m.regime, step=int(step),
                matrices={name: dict(per_name[name][i], rank_cap=caps[name]) for name in names})
           for i, m in enumerate(chosen)]
