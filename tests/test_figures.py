@@ -289,11 +289,43 @@ def test_check_results_are_found_where_checks_write_them(tmp_path):
     inputs.load_verdict(tmp_path / "old_checks", "tw_fluctuations")
 
 
-def test_cli_list_and_all(tiny_run, tmp_path, capsys):
-  runs, run = tiny_run
+def test_cli_list_and_all(tiny_run, tmp_path, capsys, monkeypatch):
+  """``list`` names every figure; ``all`` draws every registered figure once, in registry order, prints each path,
+  and its exit status says what went wrong. The drawing itself is each figure's own test above (the real redraw of
+  all of them: ``test_cli_all_draws_every_figure``, ``-m slow``)."""
+  import figures.__main__ as cli_main
+
+  runs, _ = tiny_run
   assert figures_main(["list"]) == 0
   listed = capsys.readouterr().out
   assert all(n in listed for n in registry.figure_names())
+  drawn = []
+
+  def fake_draw(name, args):
+    drawn.append(name)
+    assert pathlib.Path(args.runs) == runs and pathlib.Path(args.out) == tmp_path
+    if name == fail:
+      raise ValueError("bad input")
+    return [tmp_path / f"{name}.png"]
+
+  monkeypatch.setattr(cli_main, "_draw", fake_draw)
+  argv = ["all", "--runs", str(runs), "--out", str(tmp_path)]
+  fail = None
+  assert figures_main(argv) == 0
+  assert drawn == list(registry.figure_names())
+  out = capsys.readouterr().out
+  assert all(f"{n}: {tmp_path / f'{n}.png'}" in out for n in drawn)
+  # One figure failing: the others are still drawn, the failure is named, the status is 1.
+  drawn.clear()
+  fail = registry.figure_names()[1]
+  assert figures_main(argv) == 1
+  assert drawn == list(registry.figure_names())
+  assert f"{fail}: error: bad input" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # redraws every figure (each has its own test above): about a minute and a half on 2 cores
+def test_cli_all_draws_every_figure(tiny_run, tmp_path):
+  runs, _ = tiny_run
   figure_fixtures.write_verdicts(tmp_path / "checks")
   code = figures_main(["all", "--runs", str(runs), "--checks", str(tmp_path / "checks"), "--out", str(tmp_path)])
   assert code == 0

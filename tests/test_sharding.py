@@ -59,10 +59,16 @@ def _assert_tables_close(a, b):
         assert y == pytest.approx(x, rel=2e-4, abs=2e-5), (k, ra["point"], ra["layer"], ra["step"])
 
 
+@pytest.fixture(scope="module")
+def one_device_table(tmp_path_factory):
+  """The sweep's results table on the test process's one device (computed once for both mesh layouts)."""
+  folder = tmp_path_factory.mktemp("one")
+  return _table(sweep.summarize(sweep.run_sweep(sweep_spec.sweep_from_dict(json.loads(json.dumps(SWEEP))), folder,
+                                                progress=False)))
+
+
 @pytest.mark.parametrize("data_parallel", [1, 2])
-def test_sweep_on_one_and_eight_devices_gives_the_same_table(tmp_path, data_parallel):
-  one = sweep.summarize(sweep.run_sweep(sweep_spec.sweep_from_dict(json.loads(json.dumps(SWEEP))), tmp_path / "one",
-                                        progress=False))
+def test_sweep_on_one_and_eight_devices_gives_the_same_table(tmp_path, data_parallel, one_device_table):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(SWEEP), str(tmp_path / "eight"), str(data_parallel)],
                          env=env, cwd=ROOT, capture_output=True, text=True)
@@ -70,7 +76,7 @@ def test_sweep_on_one_and_eight_devices_gives_the_same_table(tmp_path, data_para
   report = json.loads(child.stdout.strip().splitlines()[-1])
   assert report["devices"] == 8
   assert report["mesh"] == {"ens": 4, "data": data_parallel}
-  _assert_tables_close(_table(one), _table(tmp_path / "eight" / "mesh" / "results.csv"))
+  _assert_tables_close(one_device_table, _table(tmp_path / "eight" / "mesh" / "results.csv"))
 
 
 def test_mesh_shapes():
