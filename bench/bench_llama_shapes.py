@@ -15,8 +15,10 @@ each matrix before the next matrix, so that a shared machine's changing load hit
   on the matrix AND on its entry-shuffled copy (the randomized baseline), i.e. two float32 ESDs per matrix.
   ``cold`` is the first analysis in a fresh process (imports excluded, printed apart), ``warm`` a second analysis of
   the same matrix in that process, ``plain`` a third analysis without the baseline (what WeightWatcher's default
-  computes: one ESD). The output says whether the rows had a ``structure_rank`` column (issue 12; not
-  on this branch yet);
+  computes: one ESD), ``structure_cold`` / ``structure_warm`` the structure rank (``analyze.structure_table``, the
+  columns ``python -m spectral analyze`` adds by default: null draws of sign-flipped copies): the process's first call (compiling its
+  programs) and a second. ``full`` = warm + structure_warm is the command line's default metric set with
+  ``--randomize``; the ratios are printed for it too;
 - ``ww``: WeightWatcher ``analyze()`` with its defaults on a one-layer torch model per matrix;
 - ``tail``: one Llama-70B-shaped 8192x28672 Student-t(3) matrix in tail-only mode (top 500 eigenvalues);
 - ``cli``: one Llama-7B layer (q, k, v, o, gate, up, down) written as a bf16 sharded safetensors folder with its
@@ -121,8 +123,12 @@ def worker(kind: str, args) -> dict:
     with _Clock() as clock:
       analyze.analyze({args.case: w}, randomize=False, backend="auto")
     record("plain", clock)
+    for phase in ("structure_cold", "structure_warm"):  # the CLI's default structure columns (no --no-structure)
+      with _Clock() as clock:
+        srows = analyze.structure_table({args.case: w}, seed=0)
+      record(phase, clock)
     out["alpha"] = (rows[0]["alpha"], rows[0]["rand_alpha"], rows[0]["status"])
-    out["structure_rank"] = "structure_rank" in rows[0]  # issue 12's column, computed when analyze has it
+    out["structure_rank"] = (srows[0]["structure_rank"], srows[0]["structure_status"])
   elif kind == "ww":
     with _Clock() as clock:
       import logging
@@ -268,13 +274,36 @@ def main() -> None:
                f"{tot['plain']:7.1f} {tot['ww'] / tot['plain']:8.2f}")
     print(line)
   print("goals: ours / floor <= 1.25 (with the randomized baseline); ww / ours >= 3")
+  for unit, sfx in (("CPU s", "_cpu"), ("wall s", "")):
+    print(f"\nthe command line's default metric set (+ structure rank), warm, {unit}: plain + structure (no baseline), "
+          f"full = warm + structure (with the baseline)")
+    print(f"{'case':18s} {'floor':>7s} {'struct':>7s} {'struct cold':>11s} {'plain+s':>7s} {'full':>7s} "
+          f"{'(p+s)/fl':>8s} {'full/fl':>7s}" + (f" {'ww/(p+s)':>8s} {'ww/full':>7s}" if ww else ""))
+    t = dict(floor=0.0, s=0.0, sc=0.0, ps=0.0, full=0.0, ww=0.0)
+    for case in floor:
+      f, r = floor[case]["time" + sfx], ours[case]
+      sw, sc = r["structure_warm" + sfx], r["structure_cold" + sfx]
+      ps, full = r["plain" + sfx] + sw, r["warm" + sfx] + sw
+      for k, v in (("floor", f), ("s", sw), ("sc", sc), ("ps", ps), ("full", full)):
+        t[k] += v
+      line = f"{case:18s} {f:7.1f} {sw:7.1f} {sc:11.1f} {ps:7.1f} {full:7.1f} {ps / f:8.2f} {full / f:7.2f}"
+      if ww:
+        wv = ww[case]["time" + sfx]
+        t["ww"] += wv
+        line += f" {wv / ps:8.2f} {wv / full:7.2f}"
+      print(line)
+    line = (f"{'total':18s} {t['floor']:7.1f} {t['s']:7.1f} {t['sc']:11.1f} {t['ps']:7.1f} {t['full']:7.1f} "
+            f"{t['ps'] / t['floor']:8.2f} {t['full'] / t['floor']:7.2f}")
+    if ww:
+      line += f" {t['ww'] / t['ps']:8.2f} {t['ww'] / t['full']:7.2f}"
+    print(line)
   first_case = next(iter(floor))
   print(f"numpy float64 eigvalsh alone on {first_case}: {floor[first_case]['numpy_eigvalsh_cpu']:.1f} CPU s (the "
         f"floor uses scipy's dsyevd)")
   any_ours = next(iter(ours.values()))
   print(f"imports (wall): spectral {any_ours['import']:.1f} s" +
         (f", weightwatcher + torch {next(iter(ww.values()))['import']:.1f} s" if ww else ""))
-  print(f"structure_rank column: {'included' if any_ours['structure_rank'] else 'not available on this branch'}")
+  print("structure rank (rank, status): " + ", ".join(f"{c} {tuple(r['structure_rank'])}" for c, r in ours.items()))
   per = {label: ours[f"t3:{label}"]["warm_cpu"] for label in SHAPES if f"t3:{label}" in ours}
   if len(per) == 3:
     layer = sum(per[s] for s in LAYER.values())
