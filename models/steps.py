@@ -24,7 +24,7 @@ from models.data import Task, make_task
 from models.members import init_members
 from models.optimizer import make_optimizer
 from models.weight_matrices import path_name
-from spectral.esd import after, esd
+from spectral.esd import esd
 
 __all__ = ["resolve_strategy", "loss_and_accuracy", "matrix_norms", "init_state", "make_member_step", "over_members",
            "make_ensemble_step", "make_evaluate", "make_tracking", "spectra_of"]
@@ -166,15 +166,15 @@ def make_tracking(cfg: RunConfig, graphdef, strategy: str, task: Task | None = N
   return jax.jit(sharding.shard_over_members(per_device, mesh, in_axes))
 
 
-@jax.jit
 def spectra_of(matrices):
-  """ESD eigenvalues (``spectral.esd``) of every stacked weight matrix: name -> (members, M).
+  """ESD eigenvalues (``spectral.esd``) of every stacked weight matrix: name -> (members, M). Not for use under jit.
 
-  The eigenvalue kernels run one after another: each matrix enters its ``esd`` only once the previous matrix's
-  eigenvalues exist (``spectral.esd.after``), so XLA cannot run two batched LAPACK eigh kernels at once, which
-  deadlocked the 2-thread CPU pool (seen twice in full-size runs on a 2-core VM). Order only: no eigenvalue changes.
+  One program per matrix, each waited for before the next is dispatched, so that no two batched LAPACK eigh kernels
+  are ever in flight at once. jaxlib's CPU eigh splits its batch over the intra-op pool and blocks until the pieces
+  are done; two of them in flight at once held both threads of a 2-core machine's pool while their pieces waited
+  for a free thread: a deadlock (gdb: both ``tf_XLAEigen`` threads in ``lapack_ssyevd_ffi -> ParallelBatchMap ->
+  BlockingCounter::Wait``; seen at widths 128 and 256). Ordering the kernels inside one jitted program does not
+  work: XLA's CPU compiler removes optimization barriers and leaves the eigh calls independent (jax 0.10.2: the
+  compiled HLO has no barrier and no control dependency), so the thunk runtime may run them concurrently.
   """
-  out, previous = {}, None
-  for name, w in matrices.items():
-    out[name] = previous = esd(after(w, previous))
-  return out
+  return {name: jax.block_until_ready(esd(w)) for name, w in matrices.items()}

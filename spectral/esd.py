@@ -82,14 +82,17 @@ def esd_reference(w: np.ndarray) -> np.ndarray:
 
 
 def after(x, *arrays):
-  """``x``, available only once every array of ``arrays`` (``None`` skipped) is computed: an optimization barrier
-  that orders a program's LAPACK kernels one after another; the value of ``x`` is unchanged.
+  """``x``, with an optimization barrier tying it to every array of ``arrays`` (``None`` skipped) in the lowered
+  program; the value of ``x`` is unchanged.
 
-  jaxlib's batched CPU kernels (eigh, QR, SVD) split their batch over the intra-op pool and block until it is done;
-  on a 2-core machine the pool has two threads, and two such kernels in flight at once each held one while the
-  pieces they queued waited for a free thread: a deadlock (gdb: both ``tf_XLAEigen`` threads in
-  ``lapack_ssyevd_ffi -> ParallelBatchMap -> BlockingCounter::Wait``). Feeding each kernel's input through
-  ``after(input, previous_output)`` excludes that within a program.
+  It was meant to order a program's LAPACK kernels one after another: jaxlib's batched CPU kernels (eigh, QR, SVD)
+  split their batch over the intra-op pool and block until it is done, and on a 2-core machine two such kernels in
+  flight at once each held one of the pool's two threads while the pieces they queued waited for a free one: a
+  deadlock (gdb: both ``tf_XLAEigen`` threads in ``lapack_ssyevd_ffi -> ParallelBatchMap -> BlockingCounter::Wait``).
+  **It does not do that on the CPU**: XLA's CPU compiler removes the barrier and keeps no control dependency (jax
+  0.10.2, checked on the compiled HLO), so the kernels stay independent and may run concurrently. What does exclude
+  it is one program per kernel, waited for on the host (``models.steps.spectra_of``). The in-program uses that
+  remain (``models.signals``, ``models.tracking``) are therefore not protected.
   """
   arrays = [a for a in arrays if a is not None]
   return jax.lax.optimization_barrier((x, arrays))[0] if arrays else x

@@ -103,21 +103,28 @@ def test_pure_noise_ks_distance_within_rigidity_bound():
   assert mp.mp_ks_distance(ev, m / n, 1.3) * m > 20
 
 
-def test_snapshot_spectra_run_their_eigenvalue_kernels_one_after_another():
-  """``models.steps.spectra_of`` chains the matrices' eigh kernels (each input passes an optimization barrier with
-  the previous eigenvalues), so no two are in flight at once (two concurrent batched LAPACK eigh kernels deadlocked
-  the 2-thread XLA CPU pool); the values are exactly the per-matrix ESDs."""
-  import jax
+def test_snapshot_spectra_run_their_eigenvalue_kernels_one_after_another(monkeypatch):
+  """``models.steps.spectra_of`` dispatches one matrix's ESD program only once every earlier one has finished, so no
+  two batched LAPACK eigh kernels are in flight at once (two concurrent ones deadlocked the 2-thread XLA CPU pool);
+  the values are exactly the per-matrix ESDs."""
   import jax.numpy as jnp
 
-  from models.steps import spectra_of
+  from models import steps
   from spectral.esd import esd
 
   rng = np.random.default_rng(0)
   mats = {name: jnp.asarray(rng.standard_normal((3,) + shape), jnp.float32)
           for name, shape in (("a", (8, 16)), ("b", (16, 8)), ("c", (12, 12)), ("d", (8, 32)))}
-  out = spectra_of(mats)
+  dispatched = []
+
+  def watched(w):
+    # A concrete array in, every earlier result already computed (a traced call, as under jit, would fail here).
+    assert all(r.is_ready() for r in dispatched), "an earlier ESD was still running"
+    dispatched.append(esd(w))
+    return dispatched[-1]
+
+  monkeypatch.setattr(steps, "esd", watched)
+  out = steps.spectra_of(mats)
+  assert len(dispatched) == len(mats) and all(r.is_ready() for r in out.values())
   for name, w in mats.items():
     np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(esd(w)))
-  text = spectra_of.lower(mats).as_text()
-  assert text.count("optimization_barrier") == len(mats) - 1

@@ -164,8 +164,8 @@ def test_hessian_top_eigenvalues_and_trace_match_the_dense_hessian():
 
 
 def test_after_orders_without_changing_values():
-  """``spectral.esd.after`` returns its input unchanged and puts an optimization barrier in the program (tracking's
-  Hessian part then waits for the Jacobian SVD and the trace for the eigenvalues: one LAPACK kernel in flight)."""
+  """``spectral.esd.after`` returns its input unchanged and puts an optimization barrier in the lowered program (which
+  XLA's CPU compiler removes: see its docstring)."""
   import jax
   import jax.numpy as jnp
 
