@@ -54,22 +54,28 @@ def test_rank_collapse():
 HESSIAN_SMALL = dict(samples=1024, steps=200)  # 4 classes: the top Ritz values split clearly after C - 1 = 3
 
 
-def test_hessian_outliers():
-  v = hessian_outliers.check(**HESSIAN_SMALL)
+@pytest.fixture(scope="module")
+def hessian_measurement():
+  """One trained classifier's Hessian, judged by the three tests below (measuring is the expensive part)."""
+  return hessian_outliers.measure(**HESSIAN_SMALL)
+
+
+def test_hessian_outliers(hessian_measurement):
+  v = hessian_outliers.judge(hessian_measurement)
   assert_well_formed(v)
   assert v.measured["lanczos_rel_error_vs_dense"] < 1e-3
   assert v.status == "PASS", v.measured
   assert v.measured["outliers"] in (3, 4)
   # The split is clear, so a wrong class count cannot hide behind INCONCLUSIVE.
-  assert hessian_outliers.check(c_pred=9, **HESSIAN_SMALL).status == "FAIL"
+  assert hessian_outliers.judge(hessian_measurement, c_pred=9).status == "FAIL"
   assert hessian_outliers.count_at_largest_gap([10.0, 9.0, 8.0, 1.0, 0.9, 0.8])[0] == 3
 
 
-def test_hessian_outliers_rejects_an_off_by_one_count(monkeypatch):
+def test_hessian_outliers_rejects_an_off_by_one_count(monkeypatch, hessian_measurement):
   # A wrong counting rule (the index of the largest gap instead of the number of values above it) must FAIL.
   right = hessian_outliers.count_at_largest_gap
   monkeypatch.setattr(hessian_outliers, "count_at_largest_gap", lambda v: (right(v)[0] - 1, *right(v)[1:]))
-  v = hessian_outliers.check(**HESSIAN_SMALL)
+  v = hessian_outliers.judge(hessian_measurement)
   assert v.measured["outliers"] == 2 and v.status == "FAIL", v.measured
 
 

@@ -94,9 +94,10 @@ def count_at_largest_gap(values) -> tuple[int, float, float]:
   return i + 1, float(gaps[i]), float(np.median(gaps))
 
 
-def check(classes=4, dim=8, hidden=16, samples=2048, steps=300, seed: int = 0, *, k: int = 24,
-          c_pred: int | None = None) -> Verdict:
-  c_pred = classes if c_pred is None else c_pred
+def measure(classes=4, dim=8, hidden=16, samples=2048, steps=300, seed: int = 0, *, k: int = 24) -> dict:
+  """Train the classifier and measure its Hessian: the top-``k`` Lanczos Ritz values ``top`` (k,) descending, the
+  dense Hessian's eigenvalues ``dense`` (P,) descending, the training accuracy and the Lanczos error against the
+  dense values; ``sizes`` records the arguments and the parameter count P."""
   key = jax.random.PRNGKey(seed)
   batch = mixture(jax.random.fold_in(key, 0), classes, dim, samples)
   params = train(init_mlp(jax.random.fold_in(key, 1), dim, hidden, classes), batch, steps)
@@ -109,6 +110,18 @@ def check(classes=4, dim=8, hidden=16, samples=2048, steps=300, seed: int = 0, *
   dense = np.sort(np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat),
                                                 np.float64)))[::-1]
   lanczos_err = float(np.max(np.abs(top[:classes + 2] - dense[:classes + 2])) / dense[0])
+  return dict(top=top, dense=dense, train_accuracy=acc, lanczos_rel_error_vs_dense=lanczos_err,
+              sizes=dict(classes=classes, dim=dim, hidden=hidden, samples=samples, steps=steps,
+                         params=int(flat.size), k=k))
+
+
+def judge(measurement: dict, c_pred: int | None = None) -> Verdict:
+  """The verdict on a ``measure`` result for a ``c_pred``-class prediction (default: the true class count)."""
+  sizes = measurement["sizes"]
+  classes = sizes["classes"]
+  c_pred = classes if c_pred is None else c_pred
+  top, dense = measurement["top"], measurement["dense"]
+  acc, lanczos_err = measurement["train_accuracy"], measurement["lanczos_rel_error_vs_dense"]
   count, gap, med = count_at_largest_gap(top)
   clear = gap >= 2.0 * med
   ok = count in (c_pred - 1, c_pred)
@@ -129,9 +142,14 @@ def check(classes=4, dim=8, hidden=16, samples=2048, steps=300, seed: int = 0, *
                     lanczos_rel_error_vs_dense=lanczos_err, top_eigenvalues=top[:classes + 3].round(5).tolist()),
       predicted=dict(outliers=f"{c_pred - 1} or {c_pred}", largest_log_gap=f">= {2 * med:.3f} (2x median)",
                      lanczos_rel_error_vs_dense="< 1e-3"),
-      details=[dict(classes=classes, dim=dim, hidden=hidden, samples=samples, steps=steps, params=int(flat.size),
-                    k=k, c_pred=c_pred)],
+      details=[dict(sizes, c_pred=c_pred)],
       series=dict(ritz_values=top, dense_eigenvalues=dense))
+
+
+def check(classes=4, dim=8, hidden=16, samples=2048, steps=300, seed: int = 0, *, k: int = 24,
+          c_pred: int | None = None) -> Verdict:
+  """``judge(measure(...), c_pred)``."""
+  return judge(measure(classes, dim, hidden, samples, steps, seed, k=k), c_pred)
 
 
 def run(quick: bool = False, runs_dir: str | pathlib.Path = common.DEFAULT_RUNS, seed: int = 0) -> Verdict:
