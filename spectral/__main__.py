@@ -255,7 +255,9 @@ def add_analyze_parser(sub) -> None:
   p.add_argument("--subspaces", metavar="S.npz",
                  help=".npz of named bases (n, d) to attribute the top structured component to")
   p.add_argument("--fourier", action="store_true", help="attribute to the Fourier modes over every side's index too")
-  p.add_argument("--no-structure", action="store_true", help="skip the structure rank (faster)")
+  p.add_argument("--no-structure", action="store_true",
+                 help="skip the structure rank: much faster on a first run, whose time is mostly compiling the "
+                      "structure test once per matrix shape (docs/real_checkpoints.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
