@@ -98,9 +98,8 @@ def trap_ratios(w, key, wait_for=None) -> jax.Array:
   """Top ``TRAP_TOP`` ESD eigenvalues of the centred, entry-shuffled ``w (a, b)`` over their Marchenko-Pastur edge
   ``sigma^2 (1 + sqrt(M / N))^2`` (``sigma^2`` the entries' variance), descending.
 
-  ``wait_for``: an array the eigenvalue kernel is tied to by an optimization barrier (``spectral.esd.after``, meant
-  to run the caller's eigh kernels one at a time; XLA's CPU compiler drops it, see there); the values do not depend
-  on it."""
+  ``wait_for``: an array the eigenvalue kernel must wait for (``spectral.esd.after``), so that a caller can run its
+  eigh kernels one at a time; the values do not depend on it."""
   a, b = w.shape
   n, m = max(a, b), min(a, b)
   x = w - jnp.mean(w)
@@ -149,7 +148,7 @@ def member_signals(cfg: RunConfig, graphdef, task: Task) -> Callable:
       if "unembed.kernel" in mats:
         out["fourier_unembed"] = fourier_power((mats["unembed.kernel"] - mats0["unembed.kernel"])[:, :n].T, modes)
     trap_key = jax.random.fold_in(key, TRAP_STREAM)
-    previous = None  # meant: one eigh kernel in flight at a time (spectral.esd.after: not kept on the CPU)
+    previous = None  # one eigh kernel in flight at a time (spectral.esd.after)
     for j, (name, w) in enumerate(sorted(mats.items())):
       if min(w.shape) >= TRAP_MIN_DIM:
         out[f"trap_{name}"] = previous = trap_ratios(w, jax.random.fold_in(trap_key, j), wait_for=previous)

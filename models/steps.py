@@ -173,8 +173,9 @@ def spectra_of(matrices):
   are ever in flight at once. jaxlib's CPU eigh splits its batch over the intra-op pool and blocks until the pieces
   are done; two of them in flight at once held both threads of a 2-core machine's pool while their pieces waited
   for a free thread: a deadlock (gdb: both ``tf_XLAEigen`` threads in ``lapack_ssyevd_ffi -> ParallelBatchMap ->
-  BlockingCounter::Wait``; seen at widths 128 and 256). Ordering the kernels inside one jitted program does not
-  work: XLA's CPU compiler removes optimization barriers and leaves the eigh calls independent (jax 0.10.2: the
-  compiled HLO has no barrier and no control dependency), so the thunk runtime may run them concurrently.
+  BlockingCounter::Wait``; seen at widths 128 and 256). The earlier version, one jitted program whose kernels were
+  chained by optimization barriers, hung that way: XLA's CPU compiler removes the barriers and leaves the eigh calls
+  independent (jax 0.10.2: no barrier and no control dependency in the compiled HLO). ``spectral.esd.after`` now
+  orders kernels inside a program by a data dependency; here the host loop is simpler and no compiler can undo it.
   """
   return {name: jax.block_until_ready(esd(w)) for name, w in matrices.items()}

@@ -121,7 +121,7 @@ def hessian_spectra(cfg: RunConfig, loss_fn: LossFn, params, tokens_BxL1, weight
                     wait_for=None) -> dict[str, jax.Array]:
   """Top-k Hessian eigenvalues ``(k,)``, Hutch++ trace and its standard error (scalars) of ``loss_fn`` at
   ``params`` on one batch; computed after ``wait_for`` (an array or ``None``), the trace after the eigenvalues
-  (``spectral.esd.after``, meant to keep one LAPACK kernel in flight; XLA's CPU compiler drops it, see there)."""
+  (``spectral.esd.after``: one LAPACK kernel in flight)."""
   tc = cfg.tracking
   loss = lambda prm, tokens: loss_fn(prm, tokens, weights)
   k_top, k_trace = jax.random.split(key)

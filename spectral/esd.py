@@ -82,20 +82,26 @@ def esd_reference(w: np.ndarray) -> np.ndarray:
 
 
 def after(x, *arrays):
-  """``x``, with an optimization barrier tying it to every array of ``arrays`` (``None`` skipped) in the lowered
-  program; the value of ``x`` is unchanged.
+  """``x``, computed in the program only once every array of ``arrays`` (``None`` skipped) is: a data dependency
+  that orders a program's LAPACK kernels one after another. The value of ``x`` is unchanged where the arrays are
+  finite (a NaN or infinity in them makes a floating ``x`` NaN, and an integer ``x`` zero).
 
-  It was meant to order a program's LAPACK kernels one after another: jaxlib's batched CPU kernels (eigh, QR, SVD)
-  split their batch over the intra-op pool and block until it is done, and on a 2-core machine two such kernels in
-  flight at once each held one of the pool's two threads while the pieces they queued waited for a free one: a
-  deadlock (gdb: both ``tf_XLAEigen`` threads in ``lapack_ssyevd_ffi -> ParallelBatchMap -> BlockingCounter::Wait``).
-  **It does not do that on the CPU**: XLA's CPU compiler removes the barrier and keeps no control dependency (jax
-  0.10.2, checked on the compiled HLO), so the kernels stay independent and may run concurrently. What does exclude
-  it is one program per kernel, waited for on the host (``models.steps.spectra_of``). The in-program uses that
-  remain (``models.signals``, ``models.tracking``) are therefore not protected.
+  jaxlib's batched CPU kernels (eigh, QR, SVD) split their batch over the intra-op pool and block until it is done;
+  on a 2-core machine two such kernels in flight at once each held one of the pool's two threads while the pieces
+  they queued waited for a free one: a deadlock (gdb: both ``tf_XLAEigen`` threads in ``lapack_ssyevd_ffi ->
+  ParallelBatchMap -> BlockingCounter::Wait``). Feeding each kernel's input through ``after(input, previous)``
+  excludes that within a program. An optimization barrier (this function's first form) does not: XLA's CPU compiler
+  removes it and keeps no control dependency (jax 0.10.2), so the kernels stayed independent. What survives
+  compilation is arithmetic: ``x + 0 * s`` with ``s`` a sum over the arrays (XLA does not fold ``0 * s`` for floats,
+  since ``s`` may be NaN); integers take ``where(isnan(s), 0, x)``.
   """
   arrays = [a for a in arrays if a is not None]
-  return jax.lax.optimization_barrier((x, arrays))[0] if arrays else x
+  if not arrays:
+    return x
+  s = sum(jnp.sum(jnp.asarray(a, jnp.float32)) for a in arrays)
+  if jnp.issubdtype(x.dtype, jnp.inexact):
+    return x + jnp.zeros((), x.dtype) * s.astype(x.dtype)
+  return jnp.where(jnp.isnan(s), jnp.zeros_like(x), x)
 
 
 @jax.jit

@@ -1,5 +1,7 @@
 """ESD normalisation and the Marchenko-Pastur law against float64 references."""
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -128,3 +130,53 @@ def test_snapshot_spectra_run_their_eigenvalue_kernels_one_after_another(monkeyp
   assert len(dispatched) == len(mats) and all(r.is_ready() for r in out.values())
   for name, w in mats.items():
     np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(esd(w)))
+
+
+def _entry_graph(hlo: str) -> tuple[dict[str, set[str]], dict[str, str]]:
+  """Operands (every ``%name`` on the right-hand side) and text of each instruction of a compiled HLO's entry."""
+  deps, lines = {}, {}
+  for line in hlo[hlo.index("\nENTRY"):].splitlines()[1:]:
+    m = re.match(r"\s*(?:ROOT\s+)?(%[\w.\-]+)\s*=(.*)", line)
+    if m:
+      deps[m.group(1)], lines[m.group(1)] = set(re.findall(r"%[\w.\-]+", m.group(2))), line
+  return deps, lines
+
+
+def _depends_on(deps: dict[str, set[str]], node: str, target: str) -> bool:
+  seen, stack = set(), list(deps.get(node, ()))
+  while stack:
+    n = stack.pop()
+    if n == target:
+      return True
+    if n not in seen:
+      seen.add(n)
+      stack.extend(deps.get(n, ()))
+  return False
+
+
+def test_after_orders_lapack_kernels_in_the_compiled_program():
+  """``spectral.esd.after`` leaves a data path from one eigh kernel to the next in the *compiled* program (an
+  optimization barrier did not: XLA's CPU compiler removed it), and changes no value."""
+  import jax
+  import jax.numpy as jnp
+
+  from spectral.esd import after
+
+  rng = np.random.default_rng(1)
+  a, b = (jnp.asarray(rng.standard_normal((3, 6, 6)), jnp.float32) for _ in range(2))
+  a, b = a + jnp.swapaxes(a, 1, 2), b + jnp.swapaxes(b, 1, 2)
+  chained = jax.jit(lambda a, b: (lambda e1: (e1, jnp.linalg.eigvalsh(after(b, e1))))(jnp.linalg.eigvalsh(a)))
+  free = jax.jit(lambda a, b: (jnp.linalg.eigvalsh(a), jnp.linalg.eigvalsh(b)))
+  np.testing.assert_array_equal(np.asarray(chained(a, b)[1]), np.asarray(free(a, b)[1]))
+  if jax.default_backend() == "cpu":
+    for fn, ordered in ((chained, True), (free, False)):
+      deps, lines = _entry_graph(fn.lower(a, b).compile().as_text())
+      eighs = [n for n, line in lines.items() if "custom-call(" in line and "syevd" in line]
+      assert len(eighs) == 2, eighs
+      linked = _depends_on(deps, eighs[0], eighs[1]) or _depends_on(deps, eighs[1], eighs[0])
+      assert linked == ordered, (fn, eighs)
+  tokens = jnp.arange(5)
+  assert np.array_equal(np.asarray(jax.jit(after)(tokens, a)), np.arange(5))
+  assert after(tokens, None) is tokens
+  assert np.isnan(np.asarray(after(jnp.ones(2), jnp.asarray([np.nan])))).all()
+  assert np.array_equal(np.asarray(after(tokens, jnp.asarray([np.nan]))), np.zeros(5))

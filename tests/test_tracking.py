@@ -161,18 +161,3 @@ def test_hessian_top_eigenvalues_and_trace_match_the_dense_hessian():
   # at 20 and 60 steps); 1e-5 leaves that ~10x margin and would catch a wrong operator, batch or ordering.
   np.testing.assert_allclose(out["hessian_top"], eigs[:3], rtol=1e-5)
   assert abs(float(out["hessian_trace"]) - eigs.sum()) <= 4 * float(out["hessian_trace_se"])
-
-
-def test_after_orders_without_changing_values():
-  """``spectral.esd.after`` returns its input unchanged and puts an optimization barrier in the lowered program (which
-  XLA's CPU compiler removes: see its docstring)."""
-  import jax
-  import jax.numpy as jnp
-
-  from spectral.esd import after
-
-  x, y = jnp.arange(6).reshape(2, 3), jnp.ones(4)
-  f = jax.jit(lambda x, y: after(x, y, None))
-  np.testing.assert_array_equal(np.asarray(f(x, y)), np.asarray(x))
-  assert "optimization_barrier" in f.lower(x, y).as_text()
-  assert "optimization_barrier" not in jax.jit(lambda x: after(x, None)).lower(x).as_text()
