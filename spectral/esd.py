@@ -84,7 +84,7 @@ def esd_reference(w: np.ndarray) -> np.ndarray:
 def after(x, *arrays):
   """``x``, computed in the program only once every array of ``arrays`` (``None`` skipped) is: a data dependency
   that orders a program's LAPACK kernels one after another. The value of ``x`` is unchanged where the arrays are
-  finite (a NaN or infinity in them makes a floating ``x`` NaN, and an integer ``x`` zero).
+  finite (a NaN or an infinity in them makes a floating ``x`` NaN; a NaN sum makes an integer ``x`` zero).
 
   jaxlib's batched CPU kernels (eigh, QR, SVD) split their batch over the intra-op pool and block until it is done;
   on a 2-core machine two such kernels in flight at once each held one of the pool's two threads while the pieces
