@@ -16,9 +16,9 @@ each matrix before the next matrix, so that a shared machine's changing load hit
   ``cold`` is the first analysis in a fresh process (imports excluded, printed apart), ``warm`` a second analysis of
   the same matrix in that process, ``plain`` a third analysis without the baseline (what WeightWatcher's default
   computes: one ESD), ``structure_cold`` / ``structure_warm`` the structure rank (``analyze.structure_table``, the
-  columns ``python -m spectral analyze`` adds by default: null draws of sign-flipped copies): the process's first call (compiling its
-  programs) and a second. ``full`` = warm + structure_warm is the command line's default metric set with
-  ``--randomize``; the ratios are printed for it too;
+  columns ``python -m spectral analyze`` adds by default: null draws of sign-flipped copies): the process's first
+  call (compiling its programs) and a second. ``full`` = warm + structure_warm is the command line's default metric
+  set with ``--randomize``; the ratios are printed for it too;
 - ``ww``: WeightWatcher ``analyze()`` with its defaults on a one-layer torch model per matrix;
 - ``tail``: one Llama-70B-shaped 8192x28672 Student-t(3) matrix in tail-only mode (top 500 eigenvalues);
 - ``cli``: one Llama-7B layer (q, k, v, o, gate, up, down) written as a bf16 sharded safetensors folder with its
