@@ -266,16 +266,27 @@ def flip_energy_scale(resid, u, v):
   return jnp.sqrt(total / jnp.maximum(kept, jnp.finfo(resid.dtype).tiny))
 
 
-def sign_flip(x, key):
+def sign_flip(x, key, row_words=None):
   """``x o S`` for ``S`` iid uniform +-1 (shared over the leading batch axes), by xor-ing the float sign bit.
 
-  32 signs come from each random ``uint32``; for a matrix ``(M, N)`` that is ``M * ceil(N / 32)`` random words.
+  32 signs come from each random ``uint32``; for a matrix ``(M, N)`` that is ``M * ceil(N / 32)`` random words, the
+  word of row ``r`` and column block ``c`` being word ``r * ceil(N / 32) + c`` of ``bits(key, (M * ceil(N / 32),))``
+  (JAX's partitionable threefry, the default since 0.5: word ``i`` of a draw of any shape is a function of ``i``
+  and the key alone). ``row_words`` (B,): for a batch ``x`` (B, M, N) of zero-padded matrices whose true column
+  counts ``n_b`` need ``row_words[b] = ceil(n_b / 32)`` words per row, matrix ``b`` gets exactly the signs it would
+  get unpadded, on its true ``(m_b, n_b)`` block (its padding gets other signs, and stays zero).
   """
   m, n = x.shape[-2], x.shape[-1]
-  words = jax.random.bits(key, (m, -(-n // 32)), jnp.uint32)
+  cols = -(-n // 32)
   shifts = jnp.arange(32, dtype=jnp.uint32)
-  bits = ((words[:, :, None] >> shifts[None, None, :]) & jnp.uint32(1)).reshape(m, -1)[:, :n]
-  bits = bits.reshape((1,) * (x.ndim - 2) + (m, n))
+  if row_words is None:
+    words = jax.random.bits(key, (m, cols), jnp.uint32)
+  else:  # matrix b's word (r, c) is word r * row_words[b] + c of the flat draw, < m * cols for r < m, c < cols
+    flat = jax.random.bits(key, (m * cols,), jnp.uint32)
+    words = flat[jnp.arange(m)[None, :, None] * row_words[:, None, None] + jnp.arange(cols)[None, None, :]]
+  shifts = shifts.reshape((1,) * words.ndim + (32,))
+  bits = ((words[..., None] >> shifts) & jnp.uint32(1)).reshape(words.shape[:-1] + (-1,))[..., :n]
+  bits = bits.reshape((1,) * (x.ndim - bits.ndim) + bits.shape)
   raw = jax.lax.bitcast_convert_type(x, jnp.uint32)
   return jax.lax.bitcast_convert_type(raw ^ (bits << jnp.uint32(31)), jnp.float32)
 
@@ -328,17 +339,20 @@ def _round_statistics(x, u, s, v, ks, key, *, draws: int, width: int, steps: int
 @dataclasses.dataclass(frozen=True)
 class _Observed:
   """What a round computes once per matrix: the observed statistics (B, block), right Ritz vectors (B, N, width),
-  the residual ``R = x - L_hat`` (B, M, N), its flip scale (B, 1, 1) and the Krylov start (B, N, width)."""
+  the residual ``R = x - L_hat`` (B, M, N), its flip scale (B, 1, 1), the Krylov start (B, N, width) and, for a
+  batch of zero-padded matrices, the sign words per row of each (``sign_flip``; ``None`` when every matrix fills
+  the batch's shape)."""
   statistics: jax.Array
   right: jax.Array
   resid: jax.Array
   scale: jax.Array
   y0: jax.Array
+  row_words: jax.Array | None = None
 
 
-def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int) -> _Observed:
-  """The observed part of a round (``_round_statistics``)."""
-  y0 = jax.random.normal(jax.random.fold_in(key, 0), (x.shape[-1], width), jnp.float32)
+def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int, row_words=None) -> _Observed:
+  """The observed part of a round (``_round_statistics``); ``row_words`` as in ``sign_flip``."""
+  y0 = _gaussian_rows(jax.random.fold_in(key, 0), x.shape[-1], width)
   y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
   ks = jnp.asarray(ks, jnp.int32)
   # Every program of the test is waited for before the next is dispatched (see ``_round_null``).
@@ -346,7 +360,7 @@ def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int) 
   resid, scale = jax.block_until_ready(_residual_and_scale(x, u, s, v))
   index = ks[:, None] + jnp.arange(block)[None, :]
   stats = jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1)
-  return _Observed(stats, right, resid, scale, y0)
+  return _Observed(stats, right, resid, scale, y0, row_words)
 
 
 def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: int, rows=None,
@@ -381,10 +395,26 @@ def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: i
   starts = [start for start in starts if rows[start:start + size].any()]
   for start in starts:  # np.asarray waits for each dispatch before the next is made: one program in flight
     part = [np.asarray(_null_statistics(resid, u, s, v, observed.scale, observed.y0, ks, k, start, size=size,
-                                        steps=steps)) for k in keys]
+                                        steps=steps, row_words=observed.row_words)) for k in keys]
     out[start:start + size] = np.concatenate(part, axis=-1)[:, :len(draws)]
   out[~rows] = np.nan
   return out
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _gaussian_block(key, rows: int, width: int):
+  return jax.random.normal(key, (rows, width), jnp.float32)
+
+
+def _gaussian_rows(key, rows: int, width: int):
+  """``jax.random.normal(key, (rows, width))``, float32, from one program per power of two of ``rows``.
+
+  The partitionable threefry gives entry ``(i, j)`` of a ``(R, width)`` draw from the flat index ``i * width + j``
+  alone, so the first ``rows`` rows of a taller draw are this draw exactly (tested); sharing the program saves
+  its compilation (0.4 s on a CPU) for every matrix side that has no program yet. At least 4096 rows are drawn
+  (32 k values: a negligible cost), so that every side up to 4096 shares one program.
+  """
+  return _gaussian_block(key, max(4096, 1 << max(0, rows - 1).bit_length()), width)[:rows]
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -405,9 +435,9 @@ def _residual_and_scale(x, u, s, v):
   return resid, flip_energy_scale(resid, u, v)[:, None, None]
 
 
-def _null_statistic(resid, u, s, v, scale, y0, ks, key, *, steps: int):
+def _null_statistic(resid, u, s, v, scale, y0, ks, key, row_words=None, *, steps: int):
   """The ``(k+1)``-th Ritz value (B,) of ``L_hat + scale (resid o S)``, ``L_hat = u diag(s) v^T``."""
-  f = sign_flip(resid, key) * scale
+  f = sign_flip(resid, key, row_words) * scale
   low = lambda a, b, y: jnp.matmul(a * s[..., None, :], jnp.matmul(_t(b), y, precision=_HP), precision=_HP)
   apply = lambda y: jnp.matmul(f, y, precision=_HP) + low(u, v, y)
   apply_t = lambda z: jnp.matmul(_t(f), z, precision=_HP) + low(v, u, z)
@@ -416,13 +446,14 @@ def _null_statistic(resid, u, s, v, scale, y0, ks, key, *, steps: int):
 
 
 @functools.partial(jax.jit, static_argnames=("size", "steps"))
-def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, steps: int):
+def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, steps: int, row_words=None):
   """``_null_statistic`` of the matrices ``start .. start + size - 1`` of the batch for each key of ``keys`` (C,),
   in one dispatch: (size, C)."""
   part = [jax.lax.dynamic_slice_in_dim(a, start, size, axis=0) for a in (resid, u, s, v, scale, y0, ks)]
+  words = None if row_words is None else jax.lax.dynamic_slice_in_dim(row_words, start, size, axis=0)
   if keys.shape[0] == 1:  # one draw (the default): the computation of one draw without a vmap
-    return _null_statistic(*part, keys[0], steps=steps)[:, None]
-  return _t(jax.vmap(lambda key: _null_statistic(*part, key, steps=steps))(keys))
+    return _null_statistic(*part, keys[0], words, steps=steps)[:, None]
+  return _t(jax.vmap(lambda key: _null_statistic(*part, key, words, steps=steps))(keys))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -521,14 +552,17 @@ def _validate_level(level: float) -> float:
   return level
 
 
-def _as_float_batch(x, name: str) -> np.ndarray:
+def _as_float_batch(x, name: str, ndim: int = 3) -> np.ndarray:
+  """``x`` as a floating numpy array of ``ndim`` axes (3: a batch (B, a, b); 2: one matrix), bf16/fp16 upcast."""
   arr = np.asarray(x)
   if arr.dtype.kind == "V" or str(arr.dtype) in ("bfloat16", "float16"):
     arr = np.asarray(jnp.asarray(x, jnp.float32))
-  if arr.ndim != 3:
-    raise ValueError(f"{name}: expected a batch of matrices (B, a, b), got an array of shape {arr.shape}")
-  if arr.shape[0] == 0 or min(arr.shape[1:]) < 2:
-    raise ValueError(f"{name}: expected B >= 1 matrices with both dimensions >= 2, got shape {arr.shape}")
+  if arr.ndim != ndim:
+    what = "a batch of matrices (B, a, b)" if ndim == 3 else "a 2-D matrix"
+    raise ValueError(f"{name}: expected {what}, got an array of shape {arr.shape}")
+  if arr.size == 0 or min(arr.shape[-2:]) < 2:
+    what = "B >= 1 matrices with both" if ndim == 3 else "both"
+    raise ValueError(f"{name}: expected {what} dimensions >= 2, got shape {arr.shape}")
   if arr.dtype.kind not in "f":
     raise ValueError(f"{name}: expected a floating dtype, got {arr.dtype}")
   return arr
@@ -577,58 +611,210 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
       raise ValueError(f"inits: expected the shape of ws {x.shape}, got {x0.shape}")
     x = x.astype(np.float64) - x0.astype(np.float64)
   nb, a, b = x.shape
-  transpose = a > b
   m, n = min(a, b), max(a, b)
+  max_rank = _validated_max_rank(max_rank, (a, b))
+  _check_mc_draws(opts, level)
+  finite = np.all(np.isfinite(x), axis=(1, 2))
+  xs = np.where(finite[:, None, None], x, 0.0)
+  if a > b:
+    xs = np.swapaxes(xs, 1, 2)
+  batch = _Batch(xs=jnp.asarray((xs / np.sqrt(n)).astype(np.float32)), dims=np.tile([m, n], (nb, 1)),
+                 shapes=[(a, b)] * nb, finite=finite, nonzero=np.any(x != 0, axis=(1, 2)),
+                 max_rank=np.full(nb, max_rank))
+  return _sequential_test(batch, opts, level, seed)
+
+
+def structure_rank_many(ws, *, inits=None, level: float = 0.01, seed: int = 0, max_rank: int | None = None,
+                        buckets: bool = True, **method_options) -> list[StructureResult]:
+  """Structure rank of each matrix of ``ws``, a sequence of matrices of any shapes, in a few padded batches.
+
+  The matrices of one shape ``(m, n)`` (after transposing so that ``m <= n``) form one batch, as in
+  ``structure_rank_batch``. With ``buckets`` (default), batches of different shapes are also zero-padded into one
+  where that saves more compilation than the padding costs (``spectral.shape_buckets.plan_buckets``; only shapes
+  with the same first-round Krylov block and step count). Padding leaves the test as it was: a zero-padded matrix
+  has the singular values of the matrix (and zeros), its Krylov start is the first ``n`` rows of the padded start
+  (``_gaussian_rows``) and its sign flips are its own shape's (``sign_flip``), so the first round (the whole test
+  of a matrix with nothing structured) gives what the matrix's exact-shape batch gives, up to float32 round-off of
+  the longer products (tested). Later rounds depend on the batch through their Krylov width and the refinement's
+  random columns, as they do within any batch (``_sequential_test``).
+
+  Args:
+    ws: sequence of 2-D matrices (numpy or JAX; bf16/fp16 upcast), each with both dimensions >= 2.
+    inits: optional sequence of initial values, one per matrix and of its shape; then ``dW = w - init``.
+    level, seed, **method_options: as in ``structure_rank_batch``.
+    max_rank: the most components to accept in each matrix (default: each matrix's ``default_max_rank``).
+    buckets: pad batches of different shapes together (``False``: one batch per shape).
+
+  Returns:
+    One ``StructureResult`` per matrix, in the order of ``ws``.
+
+  Raises:
+    ValueError: naming the matrix (``ws[i]``, ``inits[i]``) that is not a floating 2-D matrix with both dimensions
+      >= 2 or whose init has another shape; or for a bad ``level``, ``max_rank`` or option.
+  """
+  from spectral import shape_buckets
+
+  opts = StructureOptions(**method_options)
+  level = _validate_level(level)
+  _check_mc_draws(opts, level)
+  ws = list(ws)
+  if inits is not None and len(inits) != len(ws):
+    raise ValueError(f"inits: expected one initial value per matrix ({len(ws)}), got {len(inits)}")
+  prepared, dims, classes, ranks = [], [], [], []
+  for i, w in enumerate(ws):
+    x = _as_float_batch(w, f"ws[{i}]", ndim=2)
+    if inits is not None:
+      x0 = _as_float_batch(inits[i], f"inits[{i}]", ndim=2)
+      if x0.shape != x.shape:
+        raise ValueError(f"inits[{i}]: expected the shape of ws[{i}] {x.shape}, got {x0.shape}")
+      x = x.astype(np.float64) - x0.astype(np.float64)
+    m, n = min(x.shape), max(x.shape)
+    try:
+      ranks.append(_validated_max_rank(max_rank, x.shape))
+    except ValueError as err:
+      raise ValueError(f"ws[{i}] ({x.shape[0]}x{x.shape[1]}): {err}") from None
+    prepared.append(x)
+    dims.append((m, n))
+    block = min(opts.block, m)
+    classes.append((block, max(1, min(opts.steps, m // block))))
+  if buckets:
+    plan = shape_buckets.plan_buckets(dims, classes)
+  else:
+    groups = {}
+    for i, d in enumerate(dims):
+      groups.setdefault(d, []).append(i)
+    plan = list(groups.items())
+  results = [None] * len(ws)
+  for (big_m, big_n), bucket in plan:
+    # Chunks of equal size (one compile per bucket), each about a dispatch's cache-sized block of matrices: one
+    # program over a batch far larger than the cache runs every pass from memory (``_DISPATCH_BYTES``). The last
+    # chunk is filled up with zero matrices (not tested, dropped).
+    size = _balanced(len(bucket), _DISPATCH_BYTES // (4 * big_m * big_n))
+    for start in range(0, len(bucket), size):
+      members = bucket[start:start + size]
+      xs = np.zeros((size, big_m, big_n), np.float32)
+      finite = np.ones(size, dtype=bool)
+      nonzero = np.zeros(size, dtype=bool)
+      for j, i in enumerate(members):
+        finite[j], nonzero[j] = np.all(np.isfinite(prepared[i])), np.any(prepared[i] != 0)
+        x = np.where(finite[j], prepared[i], 0.0)
+        x = x.T if x.shape[0] > x.shape[1] else x
+        xs[j, :x.shape[0], :x.shape[1]] = (x / np.sqrt(x.shape[1])).astype(np.float32)
+      fill = size - len(members)
+      batch = _Batch(xs=jnp.asarray(xs), dims=np.array([dims[i] for i in members] + [(big_m, big_n)] * fill),
+                     shapes=[prepared[i].shape for i in members] + [(big_m, big_n)] * fill, finite=finite,
+                     nonzero=nonzero, max_rank=np.array([ranks[i] for i in members] + [0] * fill))
+      for i, res in zip(members, _sequential_test(batch, opts, level, seed)):
+        results[i] = res
+  return results
+
+
+def _validated_max_rank(max_rank, shape) -> int:
+  m = min(shape)
   if max_rank is None:
-    max_rank = default_max_rank((a, b))
+    return default_max_rank(shape)
   if not isinstance(max_rank, (int, np.integer)) or not 0 <= max_rank <= m - 1:
     raise ValueError(f"max_rank: expected an integer in [0, M - 1 = {m - 1}], got {max_rank!r}")
+  return int(max_rank)
+
+
+def _check_mc_draws(opts: StructureOptions, level: float) -> None:
   if opts.p_value == "mc" and math.floor(level * (opts.draws + 1) + 1e-9) < 1:
     raise ValueError(f"draws: the Monte Carlo p-value at level {level} needs at least {math.ceil(1 / level) - 1} "
                      f"draws, got {opts.draws}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+  """Matrices ready for the test. ``xs`` (B, M, N) float32: matrix ``i`` of original shape ``shapes[i] = (a, b)``,
+  transposed when ``a > b``, scaled by ``1 / sqrt(n_i)`` and zero-padded from its ``dims[i] = (m_i, n_i)``
+  (``min, max`` of ``a, b``); non-finite matrices are zero here and flagged in ``finite`` (B,); ``nonzero`` (B,);
+  ``max_rank`` (B,) the most components to accept in each."""
+  xs: jax.Array
+  dims: np.ndarray
+  shapes: list
+  finite: np.ndarray
+  nonzero: np.ndarray
+  max_rank: np.ndarray
+
+
+def _cohorts(keys: np.ndarray) -> list:
+  """The rows (B,) sharing each distinct row of ``keys`` (B, k), as index arrays; ``[None]`` (all rows, as one
+  batch) when every row has the same key."""
+  distinct, which = np.unique(keys, axis=0, return_inverse=True)
+  if len(distinct) == 1:
+    return [None]
+  return [np.flatnonzero(which.ravel() == j) for j in range(len(distinct))]
+
+
+def _rows(a, idx):
+  """``a[idx]`` (``a`` itself for ``idx = None``)."""
+  return a if idx is None else a[idx]
+
+
+def _sequential_test(batch: _Batch, opts: StructureOptions, level: float, seed: int) -> list[StructureResult]:
+  """The sequential sign-flip test (module docstring) of every matrix of ``batch``.
+
+  Rounds are batched: the components accepted so far are padded to ``kpad``, a multiple of 8 over the batch's
+  largest count, and each round's Krylov width is ``min(m_i, kpad + block)``. So a matrix's later rounds can
+  depend on the other matrices of its batch through that width (any width gives a valid test: the same statistic
+  is taken on the matrix and on its draws). The matrices of a round whose width and step count differ (padded
+  matrices of different ``m_i``) are run as separate cohorts.
+  """
   method = opts.method()
-
-  finite = np.all(np.isfinite(x), axis=(1, 2))
-  nonzero = np.any(x != 0, axis=(1, 2))
-  xs = np.where(finite[:, None, None], x, 0.0)
-  if transpose:
-    xs = np.swapaxes(xs, 1, 2)
-  xs = jnp.asarray((xs / np.sqrt(n)).astype(np.float32))  # (B, M, N), singular values in the lab's convention
-
-  block = min(opts.block, m)
+  nb, big_m, big_n = batch.xs.shape
+  m_i, n_i = batch.dims[:, 0], batch.dims[:, 1]
+  block = min(opts.block, int(m_i.min()))
   p_fn = _tail_p_values if opts.p_value == "tail" else _mc_p_values
   key = jax.random.key(int(seed))
+  words = -(-n_i // 32)
+  row_words = None if np.all(words == -(-big_n // 32)) else jnp.asarray(words, jnp.int32)
+  max_rank = batch.max_rank
 
   accepted = np.zeros(nb, dtype=int)
-  active = finite & nonzero & (max_rank > 0)
+  active = batch.finite & batch.nonzero & (max_rank > 0)
   stats, thresholds, pvals = ([[] for _ in range(nb)] for _ in range(3))
   capped = np.zeros(nb, dtype=bool)
   rounds = np.zeros(nb, dtype=int)
   floor = np.zeros(nb)
   resolved = np.zeros(nb, dtype=bool)
   draws_used = np.zeros(nb, dtype=int)
-  u_acc, s_acc, v_acc = np.zeros((nb, m, max_rank)), np.zeros((nb, max_rank)), np.zeros((nb, n, max_rank))
+  most = int(max_rank.max())
+  u_acc, s_acc, v_acc = np.zeros((nb, big_m, most)), np.zeros((nb, most)), np.zeros((nb, big_n, most))
   r = 0
   while np.any(active):
     round_key = jax.random.fold_in(key, r)
     kpad = _round_up(int(np.max(accepted)), 8)  # padded component count: bounds recompilation
-    width = min(m, kpad + block)
-    steps = max(1, min(opts.steps, m // width))
-    u, sv_acc, v = (jnp.asarray(_padded(c, kpad), jnp.float32) for c in (u_acc, s_acc, v_acc))
-    observed = _round_observed(xs, u, sv_acc, v, accepted, round_key, width=width, steps=steps, block=block)
-    t_obs, right = np.asarray(observed.statistics, np.float64), observed.right
+    widths = np.minimum(m_i, kpad + block)
+    steps = np.maximum(1, np.minimum(opts.steps, m_i // widths))
+    u, sv_acc, v = (_padded(c, kpad) for c in (u_acc, s_acc, v_acc))
+    parts = []
+    for idx in _cohorts(np.stack([widths, steps], axis=1)):
+      first = 0 if idx is None else idx[0]
+      part = [jnp.asarray(_rows(c, idx), jnp.float32) for c in (u, sv_acc, v)]
+      observed = _round_observed(
+          _rows(batch.xs, idx), *part, _rows(accepted, idx), round_key, width=int(widths[first]),
+          steps=int(steps[first]), block=block, row_words=None if row_words is None else _rows(row_words, idx))
+      parts.append((idx, part, observed))
+    t_obs = _stitched([(idx, np.asarray(o.statistics, np.float64)) for idx, _, o in parts], nb)
     if r == 0:
       floor = opts.resolution * t_obs[:, 0]
     below = active & (t_obs[:, 0] <= floor)  # only round-off is left
     active[below], resolved[below] = False, True
-    null, passed = _screen(observed, u, sv_acc, v, accepted, round_key, active, opts, p_fn, steps)
+    null = np.full((nb, opts.draws), np.nan, np.float32)
+    passed = np.zeros(nb, dtype=bool)
+    for idx, part, observed in parts:
+      first = 0 if idx is None else idx[0]
+      null_c, passed_c = _screen(observed, *part, _rows(accepted, idx), round_key, _rows(active, idx), opts, p_fn,
+                                 int(steps[first]))
+      null[slice(None) if idx is None else idx], passed[slice(None) if idx is None else idx] = null_c, passed_c
     draws_used += np.where(active, np.sum(np.isfinite(null), axis=1), 0)
     new = np.zeros(nb, dtype=int)
     for i in np.flatnonzero(active):
       rounds[i] += 1
       drawn = null[i][np.isfinite(null[i])].astype(np.float64)
       p, thr = p_fn(t_obs[i], drawn, level)
-      limit = min(block, max_rank - accepted[i], width - accepted[i])
+      limit = min(block, max_rank[i] - accepted[i], widths[i] - accepted[i])
       run = 0
       while passed[i] and run < limit and p[run] <= level and t_obs[i, run] > floor[i]:
         run += 1
@@ -639,28 +825,33 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
       new[i] = run
       if run == 0:
         active[i] = False
-      elif accepted[i] + run >= max_rank:
+      elif accepted[i] + run >= max_rank[i]:
         active[i], capped[i] = False, True
     if not np.any(new):
       break
     total = accepted + new
-    sv, left, rvec = _refined(xs, right, int(np.max(total)), opts, round_key)
-    for i in np.flatnonzero(new):  # all components of a grown matrix, re-estimated together: top singular triplets
-      k = total[i]
-      u_acc[i, :, :k], s_acc[i, :k], v_acc[i, :, :k] = left[i, :, :k], sv[i, :k], rvec[i, :, :k]
+    k = int(np.max(total))
+    for idx, sv, left, rvec in _refined(batch.xs, m_i, [(idx, o.right) for idx, _, o in parts], k, opts, round_key):
+      for i in np.flatnonzero(new):  # all components of a grown matrix, re-estimated together: top singular triplets
+        if idx is not None and i not in idx:
+          continue
+        j = i if idx is None else int(np.searchsorted(idx, i))
+        u_acc[i, :, :total[i]], s_acc[i, :total[i]] = left[j, :, :total[i]], sv[j, :total[i]]
+        v_acc[i, :, :total[i]] = rvec[j, :, :total[i]]
     accepted = total
     r += 1
 
   results = []
   for i in range(nb):
-    if not finite[i]:
-      results.append(_error_result((a, b), level, method, "error: analysed matrix has NaN or Inf entries"))
+    if not batch.finite[i]:
+      results.append(_error_result(batch.shapes[i], level, method, "error: analysed matrix has NaN or Inf entries"))
       continue
     k = int(accepted[i])
-    u_i, v_i = u_acc[i, :, :k], v_acc[i, :, :k]
-    if transpose:
+    u_i, v_i = u_acc[i, :m_i[i], :k], v_acc[i, :n_i[i], :k]
+    a, b = batch.shapes[i]
+    if a > b:
       u_i, v_i = v_i, u_i
-    status = "ok" if nonzero[i] else "ok (zero matrix)"
+    status = "ok" if batch.nonzero[i] else "ok (zero matrix)"
     if capped[i]:
       status = "ok (max_rank reached)"
     elif resolved[i]:
@@ -670,6 +861,16 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
         p_values=np.asarray(pvals[i]), u=u_i.copy(), v=v_i.copy(), s=s_acc[i, :k].copy(), level=level,
         method=method, status=status, shape=(a, b), rounds=int(rounds[i]), null_draws=int(draws_used[i])))
   return results
+
+
+def _stitched(parts, nb: int) -> np.ndarray:
+  """Rows ``(idx, values)`` of cohorts put back in batch order: (nb, ...)."""
+  if len(parts) == 1 and parts[0][0] is None:
+    return parts[0][1]
+  out = np.zeros((nb,) + parts[0][1].shape[1:], parts[0][1].dtype)
+  for idx, values in parts:
+    out[idx] = values
+  return out
 
 
 def _round_up(k: int, multiple: int) -> int:
@@ -684,15 +885,34 @@ def _padded(c: np.ndarray, width: int) -> np.ndarray:
   return out
 
 
-def _refined(xs, right, k: int, opts: StructureOptions, round_key):
+def _refined(xs, m_i: np.ndarray, rights, k: int, opts: StructureOptions, round_key):
   """Top-``k`` Ritz triplets of ``xs`` (B, M, N) by block Krylov warm-started from this round's right Ritz vectors
-  ``right`` (B, N, width) plus ``oversample`` Gaussian columns: the accepted components, re-estimated together."""
-  nb, m, n = xs.shape
-  width = min(m, _round_up(k + opts.oversample, 8))
-  extra = jax.random.normal(jax.random.fold_in(round_key, 2), (nb, n, width), jnp.float32)
-  start = jnp.concatenate([right[..., :k], extra], axis=-1)[..., :width]
-  steps = max(1, min(opts.refine_steps, m // width))
-  return tuple(np.asarray(t, np.float64) for t in _refine(xs, start, steps=steps))
+  plus ``oversample`` Gaussian columns: the accepted components, re-estimated together.
+
+  ``m_i`` (B,): each matrix's true row count; ``rights``: ``(rows, right (b, N, width))`` per cohort of the round
+  (``rows = None``: the whole batch). Yields ``(rows, sv, left, right)`` (float64) per cohort of equal refinement
+  width and steps (one, the whole batch, when every ``m_i`` is equal).
+  """
+  nb, _, n = xs.shape
+  widths = np.minimum(m_i, _round_up(k + opts.oversample, 8))
+  steps = np.maximum(1, np.minimum(opts.refine_steps, m_i // widths))
+  right = rights[0][1] if len(rights) == 1 and rights[0][0] is None else _stitched_right(rights, nb)
+  for idx in _cohorts(np.stack([widths, steps], axis=1)):
+    first = 0 if idx is None else idx[0]
+    width = int(widths[first])
+    extra = jax.random.normal(jax.random.fold_in(round_key, 2), (nb if idx is None else len(idx), n, width),
+                              jnp.float32)
+    start = jnp.concatenate([jnp.asarray(_rows(right, idx))[..., :k], extra], axis=-1)[..., :width]
+    yield (idx, *(np.asarray(t, np.float64) for t in _refine(_rows(xs, idx), start, steps=int(steps[first]))))
+
+
+def _stitched_right(rights, nb: int) -> np.ndarray:
+  """Cohorts' right Ritz vectors in batch order, zero columns where a cohort's width is the smaller: (nb, N, w)."""
+  width = max(r.shape[-1] for _, r in rights)
+  out = np.zeros((nb, rights[0][1].shape[1], width), np.float32)
+  for idx, r in rights:
+    out[idx, :, :r.shape[-1]] = np.asarray(r)
+  return out
 
 
 def structure_rank(w, *, init=None, level: float = 0.01, seed: int = 0, max_rank: int | None = None,
