@@ -226,8 +226,9 @@ def analyze_main(args) -> int:
 
 
 def _structure_columns(args):
-  """``fn(matrices, seed)``: the structure columns (``analyze.structure_table``) of one stored tensor's matrices, with
-  ``--init`` (loaded once) and the subspaces of ``--subspaces`` / ``--fourier``."""
+  """``fn(matrices, seed)``: the structure columns (``analyze.structure_table``) of some stored tensors' matrices
+  (``checkpoint_analysis.analyze_checkpoint`` passes small ones together), with ``--init`` (loaded once) and the
+  subspaces of ``--subspaces`` / ``--fourier``."""
   inits = weights_io.load_weights(args.init) if args.init else None
 
   def columns(matrices, seed):
@@ -256,8 +257,8 @@ def add_analyze_parser(sub) -> None:
                  help=".npz of named bases (n, d) to attribute the top structured component to")
   p.add_argument("--fourier", action="store_true", help="attribute to the Fourier modes over every side's index too")
   p.add_argument("--no-structure", action="store_true",
-                 help="skip the structure rank: much faster on a first run, whose time is mostly compiling the "
-                      "structure test once per matrix shape (docs/real_checkpoints.md)")
+                 help="skip the structure rank: faster, most of all on a first run, whose time is partly "
+                      "compiling the structure test once per bucket of matrix shapes (docs/real_checkpoints.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -265,6 +265,10 @@ def structure_table(matrices: Mapping[str, object], *, inits: Mapping[str, objec
       (``spectral.attribution.split_by_side``); or a mapping matrix name -> (left, right) dicts of bases.
     threshold: overlap a subspace must reach to name the top component (else ``"other"``).
 
+  All matrices go to one ``structure.structure_rank_many`` call: matrices of one shape share a batch, and small
+  shapes are zero-padded into shared batches where that saves compilation (``spectral.shape_buckets``). Every
+  matrix uses ``seed``; its first round's draws are those of its own shape, whatever else is analysed with it.
+
   Returns:
     One dict per analysed matrix, in ``expand_matrices`` order: ``name`` and ``STRUCTURE_COLUMNS``: the rank,
     the test's status, the top component's singular value (of ``X / sqrt(N)``) and its best named match
@@ -275,7 +279,7 @@ def structure_table(matrices: Mapping[str, object], *, inits: Mapping[str, objec
 
   entries = expand_matrices(matrices, per_head)
   init_entries = dict(expand_matrices(inits, per_head)) if inits is not None else None
-  rows, groups = [], {}
+  rows, members = [], []
   for i, (name, x) in enumerate(entries):
     rows.append({"name": name, **dict.fromkeys(STRUCTURE_COLUMNS)})
     arr, status = _validated(name, x)
@@ -287,11 +291,13 @@ def structure_table(matrices: Mapping[str, object], *, inits: Mapping[str, objec
     if arr is None:
       rows[i]["structure_status"] = status
       continue
-    groups.setdefault(arr.shape, []).append((i, arr, init))
-  for shape, members in groups.items():
-    ws = np.stack([a for _, a, _ in members])
-    w0 = np.stack([z for _, _, z in members]) if init_entries is not None else None
-    for (i, _, _), res in zip(members, structure_lib.structure_rank_batch(ws, inits=w0, level=level, seed=seed)):
+    members.append((i, arr, init))
+  if members:
+    results = structure_lib.structure_rank_many(
+        [a for _, a, _ in members], inits=[z for _, _, z in members] if init_entries is not None else None,
+        level=level, seed=seed)
+    for (i, arr, _), res in zip(members, results):
+      shape = arr.shape
       row = rows[i]
       row.update(structure_rank=res.rank, structure_status=res.status)
       if res.rank <= 0:

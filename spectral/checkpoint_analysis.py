@@ -102,6 +102,48 @@ def _position_key(name: str) -> tuple[int, int]:
   return group, layer if layer is not None else -1
 
 
+# Matrices up to this many entries have their structure rank computed in batches across tensors (their compilation,
+# about 2.5 s per shape on a CPU, costs more than their computation, about 0.3 us per entry); larger ones at once.
+STRUCTURE_DEFER_ENTRIES = 1 << 22
+STRUCTURE_BUFFER_BYTES = 512 << 20
+
+
+class _StructureBuffer:
+  """The structure columns of ``analyze_checkpoint``: large matrices at once, small ones kept and done together."""
+
+  def __init__(self, structure, seed: int):
+    self.structure, self.seed = structure, seed
+    self.matrices, self.rows, self.bytes = {}, [], 0
+
+  def add(self, matrices: dict, rows: list[dict]) -> None:
+    if self.structure is None:
+      return
+    analyze_lib.with_structure_columns(rows)  # every column present, empty until its matrix is done
+    large = {k: m for k, m in matrices.items() if np.size(m) > STRUCTURE_DEFER_ENTRIES}
+    if large:
+      _fill(rows, self.structure(large, self.seed))
+    small = {k: m for k, m in matrices.items() if k not in large}
+    if small:
+      self.matrices.update(small)
+      self.rows.extend(rows)
+      self.bytes += sum(4 * np.size(m) for m in small.values())
+    if self.bytes >= STRUCTURE_BUFFER_BYTES:
+      self.flush()
+
+  def flush(self) -> None:
+    if self.structure is not None and self.matrices:
+      _fill(self.rows, self.structure(self.matrices, self.seed))
+    self.matrices, self.rows, self.bytes = {}, [], 0
+
+
+def _fill(rows: list[dict], structure_rows: list[dict]) -> None:
+  """The structure columns of each row of ``rows`` named in ``structure_rows``."""
+  by_name = {r["name"]: r for r in structure_rows}
+  for row in rows:
+    if row["name"] in by_name:
+      row.update({k: by_name[row["name"]].get(k) for k in analyze_lib.STRUCTURE_COLUMNS})
+
+
 def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selection(), *, level: float = 0.01,
                        randomize: bool = False, seed: int = 0, backend: str = "auto", keep_spectra: bool = False,
                        progress: bool = True, structure=None, **analyze_kwargs) -> tuple[list[dict], list[str]]:
@@ -114,7 +156,10 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
       on a CPU, nothing compiled).
     progress: a tqdm progress bar with an ETA on stderr, one step per stored tensor.
     structure: optional ``fn(matrices, seed) -> rows`` of extra columns per matrix name (the CLI passes
-      ``spectral.analyze.structure_table`` with its options), run on each tensor's matrices while they are in memory.
+      ``spectral.analyze.structure_table`` with its options), called with ``seed``. A tensor's large matrices
+      (over ``STRUCTURE_DEFER_ENTRIES`` entries) go to it while they are in memory; smaller ones are kept, up to
+      ``STRUCTURE_BUFFER_BYTES`` of them, and passed together, so that their many shapes share a few compiled
+      batches (``spectral.structure.structure_rank_many``) instead of compiling once per shape.
     **analyze_kwargs: passed on to ``spectral.analyze.analyze`` (``ks``, ``tail_k``, ``max_full_dim``).
 
   Returns:
@@ -128,6 +173,7 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
   notes: list[str] = []
   seen: dict[bytes, str] = {}
   rows: list[dict] = []
+  pending = _StructureBuffer(structure, seed)
   bar = tqdm(names, desc="analyse", unit="tensor", file=sys.stderr, disable=not progress, dynamic_ncols=True)
   for k, name in enumerate(bar):
     bar.set_postfix_str(name[-48:], refresh=False)
@@ -145,10 +191,12 @@ def analyze_checkpoint(ckpt: checkpoint_io.Checkpoint, sel: Selection = Selectio
     sub_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
     new_rows = analyze_lib.analyze(matrices, level=level, randomize=randomize, seed=sub_seed, per_head=sel.per_head,
                                    backend=backend, keep_spectra=keep_spectra, **analyze_kwargs)
-    if structure is not None:
-      analyze_lib.with_structure_columns(new_rows, structure(matrices, sub_seed))
+    pending.add(matrices, new_rows)
     rows.extend(new_rows)
     del matrices
+  if pending.rows:
+    bar.set_postfix_str(f"structure rank of {len(pending.matrices)} kept matrices", refresh=True)
+  pending.flush()
   bar.close()
   if ckpt.config.get("tie_word_embeddings") and not any(re.search(r"lm_head|embed_out", n) for n in by_name):
     notes.append("config.json: tie_word_embeddings; the lm-head is the input embedding, analysed once under its name")

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectral import shape_buckets
+from spectral import checkpoint_analysis, shape_buckets
 from spectral import structure as st
 
 
@@ -117,3 +117,25 @@ def test_many_shapes_bad_input_and_non_finite_members():
   with pytest.raises(ValueError, match=r"ws\[1\] \(3x30\): max_rank"):
     st.structure_rank_many([good, good[:3]], max_rank=5)
 
+
+def test_checkpoint_structure_defers_small_matrices_and_fills_every_row(monkeypatch):
+  rng = np.random.default_rng(7)
+  mats = {f"t{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate([(8, 40), (64, 64), (9, 30)])}
+  calls = []
+
+  def structure(matrices, seed):
+    calls.append(sorted(matrices))
+    return [{"name": k, "structure_rank": seed, "structure_status": "ok"} for k in matrices]
+
+  monkeypatch.setattr(checkpoint_analysis, "STRUCTURE_DEFER_ENTRIES", 1000)
+  buffer = checkpoint_analysis._StructureBuffer(structure, seed=9)
+  rows = []
+  for name, m in mats.items():
+    new = [{"name": name}]
+    buffer.add({name: m}, new)
+    rows.extend(new)
+  assert calls == [["t1"]]  # the large matrix at once, the small ones kept
+  assert rows[0]["structure_rank"] is None and rows[1]["structure_rank"] == 9
+  buffer.flush()
+  assert calls == [["t1"], ["t0", "t2"]]
+  assert [r["structure_rank"] for r in rows] == [9, 9, 9]
