@@ -241,10 +241,22 @@ def _block_krylov(apply, apply_t, y0, steps: int):
   return sv, left, right
 
 
-def _matrix_krylov(x, y0, steps: int):
-  """``_block_krylov`` of an explicit matrix ``x`` (..., M, N)."""
-  return _block_krylov(lambda y: jnp.matmul(x, y, precision=_HP), lambda z: jnp.matmul(_t(x), z, precision=_HP),
-                       y0, steps)
+def _matrix_krylov(x, y0, steps: int, xt=None):
+  """``_block_krylov`` of an explicit matrix ``x`` (..., M, N); ``xt``: its materialised transpose, if any."""
+  apply_t = (lambda z: jnp.matmul(_t(x), z, precision=_HP)) if xt is None else (
+      lambda z: jnp.matmul(xt, z, precision=_HP))
+  return _block_krylov(lambda y: jnp.matmul(x, y, precision=_HP), apply_t, y0, steps)
+
+
+# From this many entries of a batch's (padded) matrix on, the test keeps a transposed copy of each matrix it
+# multiplies (the matrix, the residual, the flipped draws): XLA's CPU product ``x^T z`` (contracting the leading axis
+# of ``x``) was 5-8x slower than ``x y`` (one thread, jax 0.10.2, 8 columns: 4096x11008 53-59 ms against 11.7 ms,
+# 768x3072 6.1 ms against 0.8 ms). The whole test of t(3) noise matrices, one thread, idle 2-core VM, without and with
+# the copy: 2 x 768x768 0.21 -> 0.12 CPU s, 2 x 1024x1024 0.48 -> 0.27, 2 x 768x2304 1.39 -> 1.03, 2 x 768x3072
+# 0.79 -> 0.45, 4096x4096 3.88 -> 3.23, 4096x11008 12.1 -> 7.5. The copy costs one more matrix of memory per matrix
+# of the batch. Below the threshold the products are as before, bit for bit (every theory check's matrices, at most
+# 256x1024, are below it); above it the values equal the plain products' to float32 round-off (tested).
+_TRANSPOSED_ENTRIES = 1 << 19
 
 
 def flip_energy_scale(resid, u, v):
@@ -276,16 +288,37 @@ def sign_flip(x, key, row_words=None):
   counts ``n_b`` need ``row_words[b] = ceil(n_b / 32)`` words per row, matrix ``b`` gets exactly the signs it would
   get unpadded, on its true ``(m_b, n_b)`` block (its padding gets other signs, and stays zero).
   """
-  m, n = x.shape[-2], x.shape[-1]
-  cols = -(-n // 32)
+  words = _sign_words(key, *x.shape[-2:], row_words)
+  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * words.ndim + (32,))
+  bits = ((words[..., None] >> shifts) & jnp.uint32(1)).reshape(words.shape[:-1] + (-1,))[..., :x.shape[-1]]
+  return _flipped(x, bits)
+
+
+def sign_flip_pair(x, xt, key, row_words=None):
+  """``(x o S, (x o S)^T)`` from ``x`` (B, M, N) and its transpose ``xt`` (B, N, M), both materialised, with the
+  signs of ``sign_flip(x, key, row_words)``: the transposed copy lets ``(x o S)^T z`` be a product over the
+  contiguous axis (``_TRANSPOSED_ENTRIES``)."""
+  words = _sign_words(key, *x.shape[-2:], row_words)
   shifts = jnp.arange(32, dtype=jnp.uint32)
+  bits = ((words[..., None] >> shifts.reshape((1,) * words.ndim + (32,))) & jnp.uint32(1))
+  bits = bits.reshape(words.shape[:-1] + (-1,))[..., :x.shape[-1]]
+  bits_t = (_t(words)[..., :, None, :] >> shifts.reshape((1,) * (words.ndim - 1) + (32, 1))) & jnp.uint32(1)
+  bits_t = bits_t.reshape(bits_t.shape[:-3] + (-1, words.shape[-2]))[..., :x.shape[-1], :]
+  return _flipped(x, bits), _flipped(xt, bits_t)
+
+
+def _sign_words(key, m: int, n: int, row_words=None):
+  """The random words of ``sign_flip``: (M, ceil(N / 32)), or (B, M, ceil(N / 32)) with ``row_words``."""
+  cols = -(-n // 32)
   if row_words is None:
-    words = jax.random.bits(key, (m, cols), jnp.uint32)
-  else:  # matrix b's word (r, c) is word r * row_words[b] + c of the flat draw, < m * cols for r < m, c < cols
-    flat = jax.random.bits(key, (m * cols,), jnp.uint32)
-    words = flat[jnp.arange(m)[None, :, None] * row_words[:, None, None] + jnp.arange(cols)[None, None, :]]
-  shifts = shifts.reshape((1,) * words.ndim + (32,))
-  bits = ((words[..., None] >> shifts) & jnp.uint32(1)).reshape(words.shape[:-1] + (-1,))[..., :n]
+    return jax.random.bits(key, (m, cols), jnp.uint32)
+  # matrix b's word (r, c) is word r * row_words[b] + c of the flat draw, < m * cols for r < m, c < cols
+  flat = jax.random.bits(key, (m * cols,), jnp.uint32)
+  return flat[jnp.arange(m)[None, :, None] * row_words[:, None, None] + jnp.arange(cols)[None, None, :]]
+
+
+def _flipped(x, bits):
+  """``x`` with its float sign bit xor-ed with ``bits`` (broadcast over ``x``'s leading axes)."""
   bits = bits.reshape((1,) * (x.ndim - bits.ndim) + bits.shape)
   raw = jax.lax.bitcast_convert_type(x, jnp.uint32)
   return jax.lax.bitcast_convert_type(raw ^ (bits << jnp.uint32(31)), jnp.float32)
@@ -348,6 +381,7 @@ class _Observed:
   scale: jax.Array
   y0: jax.Array
   row_words: jax.Array | None = None
+  resid_t: jax.Array | None = None
 
 
 def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int, row_words=None) -> _Observed:
@@ -356,11 +390,27 @@ def _round_observed(x, u, s, v, ks, key, *, width: int, steps: int, block: int, 
   y0 = jnp.broadcast_to(y0, x.shape[:-2] + y0.shape)
   ks = jnp.asarray(ks, jnp.int32)
   # Every program of the test is waited for before the next is dispatched (see ``_round_null``).
-  sv, right = jax.block_until_ready(_observed_ritz(x, y0, steps=steps))
-  resid, scale = jax.block_until_ready(_residual_and_scale(x, u, s, v))
+  if _uses_transposed(x):
+    xt = jax.block_until_ready(_transposed(x))
+    sv, right = jax.block_until_ready(_observed_ritz(x, y0, xt, steps=steps))
+    del xt
+    resid, scale, resid_t = jax.block_until_ready(_residual_scale_and_transposed(x, u, s, v))
+  else:
+    sv, right = jax.block_until_ready(_observed_ritz(x, y0, steps=steps))
+    (resid, scale), resid_t = jax.block_until_ready(_residual_and_scale(x, u, s, v)), None
   index = ks[:, None] + jnp.arange(block)[None, :]
   stats = jnp.take_along_axis(sv, jnp.minimum(index, sv.shape[-1] - 1), axis=-1)
-  return _Observed(stats, right, resid, scale, y0, row_words)
+  return _Observed(stats, right, resid, scale, y0, row_words, resid_t)
+
+
+def _uses_transposed(x) -> bool:
+  """Whether the test of a batch ``x`` (B, M, N) multiplies by materialised transposes (``_TRANSPOSED_ENTRIES``)."""
+  return x.shape[-2] * x.shape[-1] >= _TRANSPOSED_ENTRIES
+
+
+@jax.jit
+def _transposed(x):
+  return _t(x)
 
 
 def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: int, rows=None,
@@ -395,7 +445,8 @@ def _round_null(observed: _Observed, u, s, v, ks, key, draws: range, *, steps: i
   starts = [start for start in starts if rows[start:start + size].any()]
   for start in starts:  # np.asarray waits for each dispatch before the next is made: one program in flight
     part = [np.asarray(_null_statistics(resid, u, s, v, observed.scale, observed.y0, ks, k, start, size=size,
-                                        steps=steps, row_words=observed.row_words)) for k in keys]
+                                        steps=steps, row_words=observed.row_words, resid_t=observed.resid_t))
+            for k in keys]
     out[start:start + size] = np.concatenate(part, axis=-1)[:, :len(draws)]
   out[~rows] = np.nan
   return out
@@ -424,8 +475,8 @@ def _fold_in_range(key, count: int):
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _observed_ritz(x, y0, *, steps: int):
-  sv, _, right = _matrix_krylov(x, y0, steps)
+def _observed_ritz(x, y0, xt=None, *, steps: int):
+  sv, _, right = _matrix_krylov(x, y0, steps, xt)
   return sv, right[..., :y0.shape[-1]]
 
 
@@ -435,31 +486,46 @@ def _residual_and_scale(x, u, s, v):
   return resid, flip_energy_scale(resid, u, v)[:, None, None]
 
 
-def _null_statistic(resid, u, s, v, scale, y0, ks, key, row_words=None, *, steps: int):
-  """The ``(k+1)``-th Ritz value (B,) of ``L_hat + scale (resid o S)``, ``L_hat = u diag(s) v^T``."""
-  f = sign_flip(resid, key, row_words) * scale
+@jax.jit
+def _residual_scale_and_transposed(x, u, s, v):
+  """``_residual_and_scale`` and the residual's transpose, materialised (an output)."""
+  resid, scale = _residual_and_scale(x, u, s, v)
+  return resid, scale, _t(resid)
+
+
+def _null_statistic(resid, u, s, v, scale, y0, ks, key, row_words=None, resid_t=None, *, steps: int):
+  """The ``(k+1)``-th Ritz value (B,) of ``L_hat + scale (resid o S)``, ``L_hat = u diag(s) v^T``; with ``resid_t``
+  (the residual's transpose) the transposed products use a flipped copy of it (``sign_flip_pair``)."""
+  if resid_t is None:
+    f = sign_flip(resid, key, row_words) * scale
+    f_t = _t(f)
+  else:
+    f, f_t = sign_flip_pair(resid, resid_t, key, row_words)
+    f, f_t = f * scale, f_t * scale
   low = lambda a, b, y: jnp.matmul(a * s[..., None, :], jnp.matmul(_t(b), y, precision=_HP), precision=_HP)
   apply = lambda y: jnp.matmul(f, y, precision=_HP) + low(u, v, y)
-  apply_t = lambda z: jnp.matmul(_t(f), z, precision=_HP) + low(v, u, z)
+  apply_t = lambda z: jnp.matmul(f_t, z, precision=_HP) + low(v, u, z)
   sv = _block_krylov(apply, apply_t, y0, steps)[0]
   return jnp.take_along_axis(sv, ks[:, None], axis=-1)[:, 0]
 
 
 @functools.partial(jax.jit, static_argnames=("size", "steps"))
-def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, steps: int, row_words=None):
+def _null_statistics(resid, u, s, v, scale, y0, ks, keys, start, *, size: int, steps: int, row_words=None,
+                     resid_t=None):
   """``_null_statistic`` of the matrices ``start .. start + size - 1`` of the batch for each key of ``keys`` (C,),
   in one dispatch: (size, C)."""
   part = [jax.lax.dynamic_slice_in_dim(a, start, size, axis=0) for a in (resid, u, s, v, scale, y0, ks)]
-  words = None if row_words is None else jax.lax.dynamic_slice_in_dim(row_words, start, size, axis=0)
+  words, part_t = (None if a is None else jax.lax.dynamic_slice_in_dim(a, start, size, axis=0)
+                   for a in (row_words, resid_t))
   if keys.shape[0] == 1:  # one draw (the default): the computation of one draw without a vmap
-    return _null_statistic(*part, keys[0], words, steps=steps)[:, None]
-  return _t(jax.vmap(lambda key: _null_statistic(*part, key, words, steps=steps))(keys))
+    return _null_statistic(*part, keys[0], words, part_t, steps=steps)[:, None]
+  return _t(jax.vmap(lambda key: _null_statistic(*part, key, words, part_t, steps=steps))(keys))
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _refine(x, y0, *, steps: int):
+def _refine(x, y0, xt=None, *, steps: int):
   """Ritz triplets of ``x`` (B, M, N) from a warm start ``y0`` (B, N, w): the accepted components."""
-  return _matrix_krylov(x, y0, steps)
+  return _matrix_krylov(x, y0, steps, xt)
 
 
 def _screen(observed: _Observed, u, s, v, ks, key, active, opts: StructureOptions, p_fn, steps: int):
@@ -903,7 +969,9 @@ def _refined(xs, m_i: np.ndarray, rights, k: int, opts: StructureOptions, round_
     extra = jax.random.normal(jax.random.fold_in(round_key, 2), (nb if idx is None else len(idx), n, width),
                               jnp.float32)
     start = jnp.concatenate([jnp.asarray(_rows(right, idx))[..., :k], extra], axis=-1)[..., :width]
-    yield (idx, *(np.asarray(t, np.float64) for t in _refine(_rows(xs, idx), start, steps=int(steps[first]))))
+    x = _rows(xs, idx)
+    xt = jax.block_until_ready(_transposed(x)) if _uses_transposed(x) else None
+    yield (idx, *(np.asarray(t, np.float64) for t in _refine(x, start, xt, steps=int(steps[first]))))
 
 
 def _stitched_right(rights, nb: int) -> np.ndarray:

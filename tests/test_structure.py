@@ -258,3 +258,29 @@ def test_screened_result_does_not_depend_on_the_batch():
   assert together[0].null_draws == alone.null_draws
   np.testing.assert_allclose(together[0].p_values, alone.p_values, rtol=1e-5)  # batched products' round-off
   assert together[0].rank == alone.rank
+
+
+def test_transposed_copies_change_nothing_but_round_off(monkeypatch):
+  # Large matrices are multiplied through materialised transposes (``_TRANSPOSED_ENTRIES``): the flipped copy and
+  # its transpose carry the same signs, and the test's values are the plain products' to float32 round-off.
+  import jax
+  import jax.numpy as jnp
+
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 24, 140)).astype(np.float32))
+  for row_words in (None, jnp.asarray([5, 3], jnp.int32)):
+    f, f_t = st.sign_flip_pair(x, jnp.swapaxes(x, 1, 2), jax.random.key(4), row_words)
+    np.testing.assert_array_equal(np.asarray(f), np.asarray(st.sign_flip(x, jax.random.key(4), row_words)))
+    np.testing.assert_array_equal(np.asarray(f_t), np.swapaxes(np.asarray(f), 1, 2))
+  rng = np.random.default_rng(12)
+  ws = np.stack([planted("t3", rng, (40, 120), [6.0, 5.0, 4.0], above_noise_top=1.5)[0] for _ in range(2)] +
+                [noise("gaussian", rng, (40, 120)) / np.sqrt(120)]).astype(np.float32)
+  plain = st.structure_rank_batch(ws, seed=2)
+  assert 40 * 120 < st._TRANSPOSED_ENTRIES
+  monkeypatch.setattr(st, "_TRANSPOSED_ENTRIES", 1)
+  copied = st.structure_rank_batch(ws, seed=2)
+  assert [r.rank for r in copied] == [r.rank for r in plain] == [3, 3, 0]
+  for a, b in zip(plain, copied):
+    assert a.rounds == b.rounds and a.null_draws == b.null_draws
+    np.testing.assert_allclose(b.singular_values, a.singular_values, rtol=1e-5)
+    np.testing.assert_allclose(b.null_thresholds, a.null_thresholds, rtol=1e-4)
+    np.testing.assert_allclose(np.abs(b.u.T @ a.u), np.eye(a.rank), atol=1e-4)
