@@ -10,11 +10,12 @@ entries x 0.02, fixed seed):
 
 Each row is one subprocess, wall time from spawn to exit (imports, reading, analysis, printing):
 
-- ``ours``: ``python -m spectral analyze FILE`` (every metric of the table; the default ``--backend auto`` is the
-  host numpy path on a CPU, nothing compiled), then ``--randomize`` (every metric twice, on the matrix and on its
-  entry-shuffled copy), and ``--backend jax`` (the compiled path accelerators use); each first with an empty
-  persistent compilation cache (``--compile-cache`` pointing at a new folder), then again with the cache the first
-  run filled;
+- ``ours``: ``python -m spectral analyze FILE`` (every metric of the table: the ESD metrics on the default
+  ``--backend auto``, the host numpy path on a CPU, nothing compiled; and the structure rank, compiled JAX programs
+  per bucket of shapes), then ``--no-structure`` (the ESD metrics alone: the set WeightWatcher's default computes),
+  ``--randomize`` (the ESD metrics twice, on the matrix and on its entry-shuffled copy), and ``--backend jax`` (the
+  compiled ESD path accelerators use); each first with an empty persistent compilation cache (``--compile-cache``
+  pointing at a new folder), then again with the cache the first run filled;
 - ``ww``: a script that imports torch and weightwatcher, reads the same file, builds ``torch.nn.Linear`` layers and
   runs ``WeightWatcher(model).analyze()`` with its defaults.
 
@@ -169,14 +170,15 @@ def main() -> None:
           print(f"  ww   warm analyze() in-process       {ww_warm[0]:7.2f} s wall {ww_warm[1]:7.2f} s CPU")
         except (RuntimeError, ValueError) as err:
           print(f"  ww   skipped: {str(err).splitlines()[-1]} (install the 'bench' extra: weightwatcher, torch)")
-      for name, extra in (("ours", []), ("ours --randomize", ["--randomize"]),
+      for name, extra in (("ours", []), ("ours --no-structure", ["--no-structure"]),
+                          ("ours --randomize", ["--randomize"]),
                           ("ours --backend jax", ["--backend", "jax"])):
         cache = work / f"cache-{label}-{'-'.join(extra) or 'default'}"
         cmd = [py, "-m", "spectral", "analyze", str(path), "--no-progress", "--compile-cache", str(cache), *extra]
         for state in ("empty cache", "warm cache"):
           wall, cpu, _ = _run(cmd, env)
           ratio = f"   ww / ours = {ww[0] / wall:5.2f}x wall, {ww[1] / cpu:5.2f}x CPU" if ww else ""
-          print(f"  {name:18s} {state:11s} {wall:7.2f} s wall {cpu:7.2f} s CPU{ratio}")
+          print(f"  {name:20s} {state:11s} {wall:7.2f} s wall {cpu:7.2f} s CPU{ratio}")
       for backend, randomize in (("auto", "0"), ("auto", "1")):
         _, _, out = _run([py, "-c", _OURS_WARM, str(path), randomize, backend], env)
         warm = (_tagged(out, "WARM"), _tagged(out, "WARMCPU"))
