@@ -8,14 +8,17 @@ For each selected tensor (``spectral.model_layout.select``, in storage order) ``
 3. expands it into the matrices to analyse: fused q/k/v split into ``[q]``, ``[k]``, ``[v]`` (``qkv="split"``, the
    default), kept fused (``"fused"``) or both (``"both"``); with ``per_head`` the heads of 2-D attention projections
    (needs ``num_heads``) and of 3-D ``(d_model, heads, head_dim)`` kernels (rules: ``spectral.model_layout``);
-4. analyses those matrices together with ``spectral.analyze.analyze`` and drops them.
+4. analyses those matrices together with ``spectral.analyze.analyze`` and drops them, except that matrices of up to
+   ``STRUCTURE_DEFER_ENTRIES`` entries are kept (at most ``STRUCTURE_BUFFER_BYTES``) for the structure columns,
+   computed for many of them at once (``_StructureBuffer``).
 
 Peak memory is therefore one stored tensor, its float32 copy and the pieces cut from it, plus the working set of
-one analysis, whatever the checkpoint's size. Rows come back sorted by model position: embeddings first, then by
+one analysis, plus at most 512 MiB of small matrices, whatever the checkpoint's size. Rows come back sorted by model position: embeddings first, then by
 layer index, then the rest (lm-head, final projections), in storage order within each (a stable sort).
 
 Seeds: the ``k``-th selected tensor (storage order) is analysed with the seed ``SeedSequence([seed, k])`` draws, so
-shuffled baselines of same-shaped matrices are independent, and a run is reproducible for a given selection.
+shuffled baselines of same-shaped matrices are independent, and a run is reproducible for a given selection. The
+structure test uses ``seed`` itself for every matrix (its draws depend on a matrix's shape, not on its position).
 """
 
 from __future__ import annotations
