@@ -65,8 +65,10 @@ unit-variance entries have their bulk edge at ``1 + sqrt(M / N)``. ``u (a, rank)
 
 Randomness: ``seed`` fixes everything. Round ``r`` uses ``key_r = fold_in(key(seed), r)``; the Krylov start is
 drawn from ``fold_in(key_r, 0)`` and null draw ``d``'s signs from ``fold_in(fold_in(key_r, 1), d)``, shared by all
-matrices of a batch, so a matrix's result does not depend on the other matrices of its batch (up to float
-round-off of batched products). Same seed, same input: bit-identical result on one machine.
+matrices of a batch, so a matrix's first round does not depend on the other matrices of its batch (up to float
+round-off of batched products); its later rounds do, through the batch's Krylov width and the refinement's random
+columns (``_sequential_test``; any width gives a valid test). Same seed, same input: bit-identical result on one
+machine.
 
 Cost (docs/STRUCTURE.md, "Cost"): each round is one Krylov run on ``X`` and ``draws`` on flipped matrices, each
 ``2 steps`` passes over a materialised ``M x N`` float32 matrix with ``width`` columns: skinny products whose speed
