@@ -13,8 +13,9 @@ For each selected tensor (``spectral.model_layout.select``, in storage order) ``
    computed for many of them at once (``_StructureBuffer``).
 
 Peak memory is therefore one stored tensor, its float32 copy and the pieces cut from it, plus the working set of
-one analysis, plus at most 512 MiB of small matrices, whatever the checkpoint's size. Rows come back sorted by model position: embeddings first, then by
-layer index, then the rest (lm-head, final projections), in storage order within each (a stable sort).
+one analysis, plus at most 512 MiB of small matrices, whatever the checkpoint's size. Rows come back sorted by model
+position: embeddings first, then by layer index, then the rest (lm-head, final projections), in storage order within
+each (a stable sort).
 
 Seeds: the ``k``-th selected tensor (storage order) is analysed with the seed ``SeedSequence([seed, k])`` draws, so
 shuffled baselines of same-shaped matrices are independent, and a run is reproducible for a given selection. The
