@@ -291,9 +291,7 @@ def sign_flip(x, key, row_words=None):
   get unpadded, on its true ``(m_b, n_b)`` block (its padding gets other signs, and stays zero).
   """
   words = _sign_words(key, *x.shape[-2:], row_words)
-  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * words.ndim + (32,))
-  bits = ((words[..., None] >> shifts) & jnp.uint32(1)).reshape(words.shape[:-1] + (-1,))[..., :x.shape[-1]]
-  return _flipped(x, bits)
+  return _flipped(x, _sign_bits(words, x.shape[-1]))
 
 
 def sign_flip_pair(x, xt, key, row_words=None):
@@ -301,12 +299,10 @@ def sign_flip_pair(x, xt, key, row_words=None):
   signs of ``sign_flip(x, key, row_words)``: the transposed copy lets ``(x o S)^T z`` be a product over the
   contiguous axis (``_TRANSPOSED_ENTRIES``)."""
   words = _sign_words(key, *x.shape[-2:], row_words)
-  shifts = jnp.arange(32, dtype=jnp.uint32)
-  bits = ((words[..., None] >> shifts.reshape((1,) * words.ndim + (32,))) & jnp.uint32(1))
-  bits = bits.reshape(words.shape[:-1] + (-1,))[..., :x.shape[-1]]
-  bits_t = (_t(words)[..., :, None, :] >> shifts.reshape((1,) * (words.ndim - 1) + (32, 1))) & jnp.uint32(1)
+  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * (words.ndim - 1) + (32, 1))
+  bits_t = (_t(words)[..., :, None, :] >> shifts) & jnp.uint32(1)  # (..., cols, 32, M): bit j of word (r, c)
   bits_t = bits_t.reshape(bits_t.shape[:-3] + (-1, words.shape[-2]))[..., :x.shape[-1], :]
-  return _flipped(x, bits), _flipped(xt, bits_t)
+  return _flipped(x, _sign_bits(words, x.shape[-1])), _flipped(xt, bits_t)
 
 
 def _sign_words(key, m: int, n: int, row_words=None):
@@ -317,6 +313,13 @@ def _sign_words(key, m: int, n: int, row_words=None):
   # matrix b's word (r, c) is word r * row_words[b] + c of the flat draw, < m * cols for r < m, c < cols
   flat = jax.random.bits(key, (m * cols,), jnp.uint32)
   return flat[jnp.arange(m)[None, :, None] * row_words[:, None, None] + jnp.arange(cols)[None, None, :]]
+
+
+def _sign_bits(words, n: int):
+  """The signs (0 or 1) of ``_sign_words`` unpacked to ``(..., M, n)``: bit ``j`` of word ``(r, c)`` is column
+  ``32 c + j`` of row ``r``."""
+  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * words.ndim + (32,))
+  return ((words[..., None] >> shifts) & jnp.uint32(1)).reshape(words.shape[:-1] + (-1,))[..., :n]
 
 
 def _flipped(x, bits):
@@ -672,21 +675,13 @@ def structure_rank_batch(ws, *, inits=None, level: float = 0.01, seed: int = 0, 
   """
   opts = StructureOptions(**method_options)
   level = _validate_level(level)
-  x = _as_float_batch(ws, "ws")
-  if inits is not None:
-    x0 = _as_float_batch(inits, "inits")
-    if x0.shape != x.shape:
-      raise ValueError(f"inits: expected the shape of ws {x.shape}, got {x0.shape}")
-    x = x.astype(np.float64) - x0.astype(np.float64)
+  x = _minus_init(_as_float_batch(ws, "ws"), inits, "ws", "inits", ndim=3)
   nb, a, b = x.shape
   m, n = min(a, b), max(a, b)
   max_rank = _validated_max_rank(max_rank, (a, b))
   _check_mc_draws(opts, level)
   finite = np.all(np.isfinite(x), axis=(1, 2))
-  xs = np.where(finite[:, None, None], x, 0.0)
-  if a > b:
-    xs = np.swapaxes(xs, 1, 2)
-  batch = _Batch(xs=jnp.asarray((xs / np.sqrt(n)).astype(np.float32)), dims=np.tile([m, n], (nb, 1)),
+  batch = _Batch(xs=jnp.asarray(_oriented_scaled(x, finite)), dims=np.tile([m, n], (nb, 1)),
                  shapes=[(a, b)] * nb, finite=finite, nonzero=np.any(x != 0, axis=(1, 2)),
                  max_rank=np.full(nb, max_rank))
   return _sequential_test(batch, opts, level, seed)
@@ -697,9 +692,11 @@ def structure_rank_many(ws, *, inits=None, level: float = 0.01, seed: int = 0, m
   """Structure rank of each matrix of ``ws``, a sequence of matrices of any shapes, in a few padded batches.
 
   The matrices of one shape ``(m, n)`` (after transposing so that ``m <= n``) form one batch, as in
-  ``structure_rank_batch``. With ``buckets`` (default), batches of different shapes are also zero-padded into one
-  where that saves more compilation than the padding costs (``spectral.shape_buckets.plan_buckets``; only shapes
-  with the same first-round Krylov block and step count). Padding leaves the test as it was: a zero-padded matrix
+  ``structure_rank_batch``, cut into chunks of equal size that fit a dispatch's cache-sized block
+  (``_DISPATCH_BYTES``; the last chunk filled up with zero matrices that are not tested). With ``buckets`` (default),
+  batches of different shapes are also zero-padded into one where that saves more compilation than the padding
+  costs (``spectral.shape_buckets.plan_buckets``; only shapes with the same first-round Krylov block and step
+  count). Padding leaves the test as it was: a zero-padded matrix
   has the singular values of the matrix (and zeros), its Krylov start is the first ``n`` rows of the padded start
   (``_gaussian_rows``) and its sign flips are its own shape's (``sign_flip``), so the first round (the whole test
   of a matrix with nothing structured) gives what the matrix's exact-shape batch gives, up to float32 round-off of
@@ -730,12 +727,8 @@ def structure_rank_many(ws, *, inits=None, level: float = 0.01, seed: int = 0, m
     raise ValueError(f"inits: expected one initial value per matrix ({len(ws)}), got {len(inits)}")
   prepared, dims, classes, ranks = [], [], [], []
   for i, w in enumerate(ws):
-    x = _as_float_batch(w, f"ws[{i}]", ndim=2)
-    if inits is not None:
-      x0 = _as_float_batch(inits[i], f"inits[{i}]", ndim=2)
-      if x0.shape != x.shape:
-        raise ValueError(f"inits[{i}]: expected the shape of ws[{i}] {x.shape}, got {x0.shape}")
-      x = x.astype(np.float64) - x0.astype(np.float64)
+    x = _minus_init(_as_float_batch(w, f"ws[{i}]", ndim=2), None if inits is None else inits[i], f"ws[{i}]",
+                    f"inits[{i}]", ndim=2)
     m, n = min(x.shape), max(x.shape)
     try:
       ranks.append(_validated_max_rank(max_rank, x.shape))
@@ -765,16 +758,36 @@ def structure_rank_many(ws, *, inits=None, level: float = 0.01, seed: int = 0, m
       nonzero = np.zeros(size, dtype=bool)
       for j, i in enumerate(members):
         finite[j], nonzero[j] = np.all(np.isfinite(prepared[i])), np.any(prepared[i] != 0)
-        x = np.where(finite[j], prepared[i], 0.0)
-        x = x.T if x.shape[0] > x.shape[1] else x
-        xs[j, :x.shape[0], :x.shape[1]] = (x / np.sqrt(x.shape[1])).astype(np.float32)
-      fill = size - len(members)
-      batch = _Batch(xs=jnp.asarray(xs), dims=np.array([dims[i] for i in members] + [(big_m, big_n)] * fill),
-                     shapes=[prepared[i].shape for i in members] + [(big_m, big_n)] * fill, finite=finite,
-                     nonzero=nonzero, max_rank=np.array([ranks[i] for i in members] + [0] * fill))
+        m, n = dims[i]
+        xs[j, :m, :n] = _oriented_scaled(prepared[i], finite[j])
+      # The filling matrices take the first member's shape, so that they never make a cohort of their own.
+      fill = [members[0]] * (size - len(members))
+      batch = _Batch(xs=jnp.asarray(xs), dims=np.array([dims[i] for i in members + fill]),
+                     shapes=[prepared[i].shape for i in members + fill], finite=finite, nonzero=nonzero,
+                     max_rank=np.array([ranks[i] for i in members] + [0] * len(fill)))
       for i, res in zip(members, _sequential_test(batch, opts, level, seed)):
         results[i] = res
   return results
+
+
+def _minus_init(x: np.ndarray, init, name: str, init_name: str, ndim: int) -> np.ndarray:
+  """``x`` itself, or ``x - init`` in float64 (the update ``dW``) when an ``init`` is given, of ``x``'s shape."""
+  if init is None:
+    return x
+  x0 = _as_float_batch(init, init_name, ndim=ndim)
+  if x0.shape != x.shape:
+    raise ValueError(f"{init_name}: expected the shape of {name} {x.shape}, got {x0.shape}")
+  return x.astype(np.float64) - x0.astype(np.float64)
+
+
+def _oriented_scaled(x: np.ndarray, finite) -> np.ndarray:
+  """Matrices ``x`` (..., a, b) as the test takes them: zero where ``finite`` (...,) is false, transposed when
+  ``a > b``, divided by ``sqrt(max(a, b))`` (singular values in the lab's convention), float32."""
+  a, b = x.shape[-2:]
+  x = np.where(np.asarray(finite)[..., None, None], x, 0.0)
+  if a > b:
+    x = np.swapaxes(x, -1, -2)
+  return (x / np.sqrt(max(a, b))).astype(np.float32)
 
 
 def _validated_max_rank(max_rank, shape) -> int:
@@ -873,9 +886,9 @@ def _sequential_test(batch: _Batch, opts: StructureOptions, level: float, seed: 
     passed = np.zeros(nb, dtype=bool)
     for idx, part, observed in parts:
       first = 0 if idx is None else idx[0]
-      null_c, passed_c = _screen(observed, *part, _rows(accepted, idx), round_key, _rows(active, idx), opts, p_fn,
-                                 int(steps[first]))
-      null[slice(None) if idx is None else idx], passed[slice(None) if idx is None else idx] = null_c, passed_c
+      rows = slice(None) if idx is None else idx
+      null[rows], passed[rows] = _screen(observed, *part, accepted[rows], round_key, active[rows], opts, p_fn,
+                                         int(steps[first]))
     draws_used += np.where(active, np.sum(np.isfinite(null), axis=1), 0)
     new = np.zeros(nb, dtype=int)
     for i in np.flatnonzero(active):
@@ -900,12 +913,10 @@ def _sequential_test(batch: _Batch, opts: StructureOptions, level: float, seed: 
     total = accepted + new
     k = int(np.max(total))
     for idx, sv, left, rvec in _refined(batch.xs, m_i, [(idx, o.right) for idx, _, o in parts], k, opts, round_key):
-      for i in np.flatnonzero(new):  # all components of a grown matrix, re-estimated together: top singular triplets
-        if idx is not None and i not in idx:
-          continue
-        j = i if idx is None else int(np.searchsorted(idx, i))
-        u_acc[i, :, :total[i]], s_acc[i, :total[i]] = left[j, :, :total[i]], sv[j, :total[i]]
-        v_acc[i, :, :total[i]] = rvec[j, :, :total[i]]
+      for j, i in enumerate(range(nb) if idx is None else idx):
+        if new[i]:  # all components of a grown matrix, re-estimated together: top singular triplets
+          t = total[i]
+          u_acc[i, :, :t], s_acc[i, :t], v_acc[i, :, :t] = left[j, :, :t], sv[j, :t], rvec[j, :, :t]
     accepted = total
     r += 1
 
@@ -931,13 +942,17 @@ def _sequential_test(batch: _Batch, opts: StructureOptions, level: float, seed: 
   return results
 
 
-def _stitched(parts, nb: int) -> np.ndarray:
-  """Rows ``(idx, values)`` of cohorts put back in batch order: (nb, ...)."""
+def _stitched(parts, nb: int):
+  """Rows ``(idx, values)`` of cohorts put back in batch order: (nb, ...), zero-padded where a cohort's trailing
+  axes are the shorter (right Ritz vectors of a narrower Krylov width); the values themselves for one cohort of the
+  whole batch (``idx = None``)."""
   if len(parts) == 1 and parts[0][0] is None:
     return parts[0][1]
-  out = np.zeros((nb,) + parts[0][1].shape[1:], parts[0][1].dtype)
+  parts = [(idx, np.asarray(values)) for idx, values in parts]
+  trailing = tuple(max(v.shape[d] for _, v in parts) for d in range(1, parts[0][1].ndim))
+  out = np.zeros((nb,) + trailing, parts[0][1].dtype)
   for idx, values in parts:
-    out[idx] = values
+    out[(idx,) + tuple(slice(0, d) for d in values.shape[1:])] = values
   return out
 
 
@@ -964,7 +979,7 @@ def _refined(xs, m_i: np.ndarray, rights, k: int, opts: StructureOptions, round_
   nb, _, n = xs.shape
   widths = np.minimum(m_i, _round_up(k + opts.oversample, 8))
   steps = np.maximum(1, np.minimum(opts.refine_steps, m_i // widths))
-  right = rights[0][1] if len(rights) == 1 and rights[0][0] is None else _stitched_right(rights, nb)
+  right = _stitched(rights, nb)
   for idx in _cohorts(np.stack([widths, steps], axis=1)):
     first = 0 if idx is None else idx[0]
     width = int(widths[first])
@@ -974,15 +989,6 @@ def _refined(xs, m_i: np.ndarray, rights, k: int, opts: StructureOptions, round_
     x = _rows(xs, idx)
     xt = jax.block_until_ready(_transposed(x)) if _uses_transposed(x) else None
     yield (idx, *(np.asarray(t, np.float64) for t in _refine(x, start, xt, steps=int(steps[first]))))
-
-
-def _stitched_right(rights, nb: int) -> np.ndarray:
-  """Cohorts' right Ritz vectors in batch order, zero columns where a cohort's width is the smaller: (nb, N, w)."""
-  width = max(r.shape[-1] for _, r in rights)
-  out = np.zeros((nb, rights[0][1].shape[1], width), np.float32)
-  for idx, r in rights:
-    out[idx, :, :r.shape[-1]] = np.asarray(r)
-  return out
 
 
 def structure_rank(w, *, init=None, level: float = 0.01, seed: int = 0, max_rank: int | None = None,
